@@ -48,11 +48,18 @@ CREATE TABLE event_inventory (
 CREATE FUNCTION check_inventory_matches_capacity() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
-    ev uuid := COALESCE(NEW.event_id, OLD.event_id);
+    ev uuid;
     total integer;
     shards integer;
     expected integer;
 BEGIN
+    IF TG_TABLE_NAME = 'event' THEN
+        ev := NEW.id;
+    ELSIF TG_OP = 'DELETE' THEN
+        ev := OLD.event_id;
+    ELSE
+        ev := NEW.event_id;
+    END IF;
     SELECT capacity INTO expected FROM event WHERE id = ev;
     IF expected IS NULL THEN
         RETURN NULL;  -- event deleted

@@ -1,0 +1,44 @@
+# The commands the README shows. Every target installs what it needs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV := .venv/bin
+STACK := stack/boxo
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+up:  ## install (first run) and start the whole local stack
+	@$(STACK) up
+
+down:  ## stop the local stack (data kept; `stack/boxo down --purge` deletes it)
+	@$(STACK) down
+
+status:  ## health of every local service
+	@$(STACK) status
+
+venv:
+	@bash -c 'source stack/lib.sh && source stack/services/python.sh && python_install'
+
+lint: venv  ## ruff (lint + format check) and mypy --strict
+	$(VENV)/ruff check .
+	$(VENV)/ruff format --check .
+	$(VENV)/mypy
+
+fmt: venv  ## format the code
+	$(VENV)/ruff check --fix .
+	$(VENV)/ruff format .
+
+test: lint up  ## run every test (unit, integration, e2e) against the real local stack
+	@set -a && source .state/env && set +a && $(VENV)/pytest $(PYTEST_ARGS)
+
+unit: venv  ## fast unit tests only (no servers)
+	$(VENV)/pytest tests/unit -q
+
+lock:  ## re-resolve requirements/*.lock (hashes) from pyproject.toml
+	python3 -m venv .cache/uv-venv && .cache/uv-venv/bin/pip install -q uv
+	.cache/uv-venv/bin/uv pip compile pyproject.toml --extra dev --generate-hashes \
+	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 -q -o requirements/dev.lock
+	.cache/uv-venv/bin/uv pip compile pyproject.toml --generate-hashes \
+	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 -q -o requirements/runtime.lock
+
+.PHONY: help up down status venv lint fmt test unit lock

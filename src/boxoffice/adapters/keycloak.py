@@ -1,0 +1,165 @@
+"""Access-token verification against Keycloak's JWKS (PyJWT does the cryptography).
+
+Policy (docs/adr/0003-token-verification.md):
+- RS256 only: the algorithm is ours to pick, never the token's (`none` and HS* are refused);
+- exact issuer, audience = the API client, `exp`/`iat`/`sub` required, small leeway;
+- access tokens only: Keycloak's `typ` claim must be `Bearer` (ID and refresh tokens are refused);
+- keys fetched lazily on first use and cached per process; an unknown `kid` triggers at most
+  one refresh per `min_refresh` seconds; a failed refresh keeps the last good keys; with no
+  keys at all the caller gets 503, not 401.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+import jwt
+
+from boxoffice import errors
+from boxoffice.domain.identity import Principal
+from boxoffice.web import metrics
+
+ALGORITHM = "RS256"
+EMPTY_CACHE_RETRY_SECONDS = 1.0
+
+
+def fetch_jwks(url: str, timeout: float) -> dict[str, Any]:
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310 - URL is configuration
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        data: dict[str, Any] = json.load(response)
+    return data
+
+
+class JwksCache:
+    def __init__(
+        self,
+        url: str,
+        min_refresh: float = 30.0,
+        timeout: float = 3.0,
+        fetch: Callable[[str, float], dict[str, Any]] = fetch_jwks,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._url = url
+        self._min_refresh = min_refresh
+        self._timeout = timeout
+        self._fetch = fetch
+        self._clock = clock
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._last_attempt: float | None = None
+        self._lock = threading.Lock()
+
+    def key(self, kid: str) -> jwt.PyJWK:
+        found = self._keys.get(kid)
+        if found is not None:
+            return found
+        with self._lock:
+            found = self._keys.get(kid)
+            if found is None and self._may_refresh():
+                self._refresh()
+                found = self._keys.get(kid)
+        if found is not None:
+            return found
+        if not self._keys:
+            raise errors.ServiceUnavailable(
+                "signing keys are unavailable; try again", retry_after=1
+            )
+        metrics.TOKENS_REJECTED.labels("unknown_kid").inc()
+        raise errors.InvalidToken("token signed with an unknown key")
+
+    def _may_refresh(self) -> bool:
+        if self._last_attempt is None:
+            return True
+        interval = self._min_refresh if self._keys else EMPTY_CACHE_RETRY_SECONDS
+        return self._clock() - self._last_attempt >= interval
+
+    def _refresh(self) -> None:
+        self._last_attempt = self._clock()
+        try:
+            document = self._fetch(self._url, self._timeout)
+            keys = {
+                str(k["kid"]): jwt.PyJWK.from_dict(k)
+                for k in document.get("keys", [])
+                if k.get("kid") and k.get("kty") == "RSA" and k.get("use", "sig") == "sig"
+            }
+        except Exception:  # noqa: BLE001 - any fetch/parse failure keeps the last good keys
+            metrics.JWKS_REFRESHES.labels("failure").inc()
+            return
+        if keys:
+            self._keys = keys
+            metrics.JWKS_REFRESHES.labels("success").inc()
+        else:
+            metrics.JWKS_REFRESHES.labels("empty").inc()
+
+
+class JwtVerifier:
+    def __init__(self, keys: JwksCache, issuer: str, audience: str, leeway: int = 30) -> None:
+        self._keys = keys
+        self._issuer = issuer
+        self._audience = audience
+        self._leeway = leeway
+
+    def verify(self, token: str) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise self._reject("malformed", "token is not a well-formed JWT") from exc
+        if header.get("alg") != ALGORITHM:
+            raise self._reject("algorithm", f"token must be signed with {ALGORITHM}")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise self._reject("no_kid", "token header has no key id")
+        key = self._keys.key(kid)
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key=key.key,
+                algorithms=[ALGORITHM],
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway,
+                options={"require": ["exp", "iat", "sub", "iss", "aud"]},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise self._reject("expired", "token has expired") from exc
+        except jwt.ImmatureSignatureError as exc:
+            raise self._reject("not_yet_valid", "token is not valid yet") from exc
+        except jwt.InvalidAudienceError as exc:
+            raise self._reject("audience", "token is not meant for this API") from exc
+        except jwt.InvalidIssuerError as exc:
+            raise self._reject("issuer", "token was issued by an untrusted issuer") from exc
+        except jwt.InvalidSignatureError as exc:
+            raise self._reject("signature", "token signature does not verify") from exc
+        except jwt.PyJWTError as exc:
+            raise self._reject("invalid", "token is invalid") from exc
+        if claims.get("typ") != "Bearer":
+            raise self._reject("not_access_token", "only access tokens are accepted")
+        subject = claims.get("sub")
+        if not isinstance(subject, str) or not subject:
+            raise self._reject("invalid", "token has no subject")
+        return Principal(
+            subject=subject,
+            roles=frozenset(self._roles(claims)),
+            username=str(claims.get("preferred_username", "")),
+        )
+
+    def _roles(self, claims: dict[str, Any]) -> set[str]:
+        roles: set[str] = set()
+        realm = claims.get("realm_access")
+        if isinstance(realm, dict):
+            roles.update(r for r in realm.get("roles", []) if isinstance(r, str))
+        resource = claims.get("resource_access")
+        if isinstance(resource, dict):
+            client = resource.get(self._audience)
+            if isinstance(client, dict):
+                roles.update(r for r in client.get("roles", []) if isinstance(r, str))
+        return roles
+
+    @staticmethod
+    def _reject(reason: str, detail: str) -> errors.InvalidToken:
+        metrics.TOKENS_REJECTED.labels(reason).inc()
+        return errors.InvalidToken(detail)

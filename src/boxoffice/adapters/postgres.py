@@ -1,0 +1,321 @@
+"""PostgreSQL adapter (psycopg 3): a lazily opened pool, units of work, repositories.
+
+Nothing connects at import time or when `Database` is built: the pool opens on first use.
+Connection-level trouble (server down, pool exhausted, statement timeout) becomes
+`ServiceUnavailable` (503 + Retry-After), never a 500.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+import psycopg.errors
+from psycopg.rows import TupleRow
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from boxoffice import errors
+from boxoffice.domain.catalogue import Event, EventQuery, Venue, resize_shards
+from boxoffice.domain.customers import Address, Customer, Profile
+from boxoffice.domain.money import Money
+
+Conn = psycopg.Connection[TupleRow]
+
+
+class Database:
+    def __init__(
+        self, url: str, min_size: int = 1, max_size: int = 10, timeout: float = 3.0
+    ) -> None:
+        self._url = url
+        self._min = min_size
+        self._max = max_size
+        self._timeout = timeout
+        self._pool: ConnectionPool[Conn] | None = None
+        self._lock = threading.Lock()
+
+    def _get_pool(self) -> ConnectionPool[Conn]:
+        if self._pool is None:
+            with self._lock:
+                if self._pool is None:
+                    statement_ms = int(self._timeout * 1000)
+                    pool: ConnectionPool[Conn] = ConnectionPool(
+                        self._url,
+                        min_size=self._min,
+                        max_size=self._max,
+                        timeout=self._timeout,
+                        open=False,
+                        kwargs={
+                            "connect_timeout": max(1, int(self._timeout)),
+                            "options": f"-c statement_timeout={statement_ms}"
+                            f" -c lock_timeout={statement_ms}"
+                            f" -c idle_in_transaction_session_timeout={statement_ms * 10}",
+                            "application_name": "boxoffice",
+                        },
+                        name="boxoffice",
+                    )
+                    pool.open(wait=False)
+                    self._pool = pool
+        return self._pool
+
+    @contextmanager
+    def connection(self) -> Iterator[Conn]:
+        """A pooled connection inside a transaction (commit on success, rollback on error)."""
+        try:
+            with self._get_pool().connection() as conn:
+                yield conn
+        except PoolTimeout as exc:
+            raise errors.ServiceUnavailable(
+                "database is busy or unreachable", retry_after=1
+            ) from exc
+        except (psycopg.OperationalError, psycopg.errors.QueryCanceled) as exc:
+            raise errors.ServiceUnavailable("database is unavailable", retry_after=2) from exc
+
+    def ping(self) -> None:
+        with self.connection() as conn:
+            conn.execute("SELECT 1")
+
+    @contextmanager
+    def unit_of_work(self, *, read_only: bool = False) -> Iterator[PostgresUnitOfWork]:
+        with self.connection() as conn:
+            uow = PostgresUnitOfWork(conn)
+            try:
+                yield uow
+            finally:
+                if not uow.committed:
+                    conn.rollback()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+
+class PostgresUnitOfWork:
+    def __init__(self, conn: Conn) -> None:
+        self.conn = conn
+        self.committed = False
+        self.catalogue = PostgresCatalogue(conn)
+        self.customers = PostgresCustomers(conn)
+
+    def commit(self) -> None:
+        self.conn.commit()
+        self.committed = True
+
+
+_EVENT_COLUMNS = """
+    e.id, e.name, e.description, e.starts_at, e.ticket_price, e.currency, e.capacity,
+    e.status, e.capacity - COALESCE(i.sold, 0) AS remaining,
+    v.id, v.name, v.address, v.city, v.capacity
+  FROM event e
+  JOIN venue v ON v.id = e.venue_id
+  LEFT JOIN LATERAL (SELECT SUM(sold)::int AS sold FROM event_inventory WHERE event_id = e.id) i
+    ON true
+"""
+
+
+def _event(row: tuple[Any, ...]) -> Event:
+    return Event(
+        id=row[0],
+        name=row[1],
+        description=row[2],
+        starts_at=row[3],
+        price=Money(row[4], row[5]),
+        capacity=row[6],
+        cancelled=row[7] == "CANCELLED",
+        remaining=row[8],
+        venue=Venue(row[9], row[10], row[11], row[12], row[13]),
+    )
+
+
+class PostgresCatalogue:
+    def __init__(self, conn: Conn) -> None:
+        self._conn = conn
+
+    def list_events(self, query: EventQuery) -> list[Event]:
+        after_t, after_id = query.after if query.after else (None, None)
+        rows = self._conn.execute(
+            f"SELECT {_EVENT_COLUMNS}"
+            """ WHERE e.starts_at >= %(from)s
+                  AND (%(to)s::timestamptz IS NULL OR e.starts_at < %(to)s::timestamptz)
+                  AND (%(venue)s::uuid IS NULL OR e.venue_id = %(venue)s::uuid)
+                  AND (%(after_t)s::timestamptz IS NULL
+                       OR (e.starts_at, e.id) > (%(after_t)s::timestamptz, %(after_id)s::uuid))
+                ORDER BY e.starts_at, e.id
+                LIMIT %(limit)s""",
+            {
+                "from": query.starts_from,
+                "to": query.starts_to,
+                "venue": query.venue_id,
+                "after_t": after_t,
+                "after_id": after_id,
+                "limit": query.limit,
+            },
+        ).fetchall()
+        return [_event(r) for r in rows]
+
+    def get_event(self, event_id: uuid.UUID) -> Event | None:
+        row = self._conn.execute(
+            f"SELECT {_EVENT_COLUMNS} WHERE e.id = %s",
+            (event_id,),
+        ).fetchone()
+        return None if row is None else _event(row)
+
+    def get_venue(self, venue_id: uuid.UUID) -> Venue | None:
+        row = self._conn.execute(
+            "SELECT id, name, address, city, capacity FROM venue WHERE id = %s", (venue_id,)
+        ).fetchone()
+        return None if row is None else Venue(*row)
+
+    def save_venue(self, venue: Venue) -> None:
+        self._conn.execute(
+            """INSERT INTO venue (id, name, address, city, capacity)
+               VALUES (%s, %s, %s, %s, %s)
+               ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, address = EXCLUDED.address,
+                 city = EXCLUDED.city, capacity = EXCLUDED.capacity, updated_at = now()""",
+            (venue.id, venue.name, venue.address, venue.city, venue.capacity),
+        )
+
+    def add_event(
+        self,
+        event_id: uuid.UUID,
+        venue_id: uuid.UUID,
+        name: str,
+        description: str,
+        starts_at: datetime,
+        price: Decimal,
+        currency: str,
+        shard_capacities: list[int],
+    ) -> None:
+        self._conn.execute(
+            """INSERT INTO event (id, venue_id, name, description, starts_at, ticket_price,
+                                  currency, capacity)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
+            (
+                event_id,
+                venue_id,
+                name,
+                description,
+                starts_at,
+                price,
+                currency,
+                sum(shard_capacities),
+            ),
+        )
+        with self._conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO event_inventory (event_id, shard, capacity) VALUES (%s, %s, %s)",
+                [(event_id, shard, cap) for shard, cap in enumerate(shard_capacities)],
+            )
+
+    def update_event(
+        self,
+        event_id: uuid.UUID,
+        name: str,
+        description: str,
+        starts_at: datetime,
+        price: Decimal,
+        currency: str,
+    ) -> bool:
+        cur = self._conn.execute(
+            """UPDATE event SET name = %s, description = %s, starts_at = %s, ticket_price = %s,
+                      currency = %s, version = version + 1, updated_at = now()
+                WHERE id = %s""",
+            (name, description, starts_at, price, currency, event_id),
+        )
+        return cur.rowcount == 1
+
+    def resize_event(self, event_id: uuid.UUID, capacity: int) -> bool:
+        rows = self._conn.execute(
+            """SELECT shard, capacity, sold FROM event_inventory
+                WHERE event_id = %s ORDER BY shard FOR UPDATE""",
+            (event_id,),
+        ).fetchall()
+        new_caps = resize_shards([(r[1], r[2]) for r in rows], capacity)
+        if new_caps is None:
+            return False
+        with self._conn.cursor() as cur:
+            cur.executemany(
+                "UPDATE event_inventory SET capacity = %s WHERE event_id = %s AND shard = %s",
+                [(cap, event_id, r[0]) for r, cap in zip(rows, new_caps, strict=True)],
+            )
+        self._conn.execute(
+            """UPDATE event SET capacity = %s, version = version + 1, updated_at = now()
+                WHERE id = %s""",
+            (capacity, event_id),
+        )
+        return True
+
+    def cancel_event(self, event_id: uuid.UUID) -> bool:
+        cur = self._conn.execute(
+            """UPDATE event SET status = 'CANCELLED', version = version + 1, updated_at = now()
+                WHERE id = %s""",
+            (event_id,),
+        )
+        return cur.rowcount == 1
+
+
+_CUSTOMER_COLUMNS = (
+    "id, subject, name, email, address_line1, address_line2, postal_code, city, country"
+)
+
+
+def _customer(row: tuple[Any, ...]) -> Customer:
+    return Customer(
+        id=row[0],
+        subject=row[1],
+        profile=Profile(
+            name=row[2],
+            email=row[3],
+            address=Address(row[4], row[5], row[6], row[7], row[8].strip()),
+        ),
+    )
+
+
+class PostgresCustomers:
+    def __init__(self, conn: Conn) -> None:
+        self._conn = conn
+
+    def by_subject(self, subject: str) -> Customer | None:
+        row = self._conn.execute(
+            f"SELECT {_CUSTOMER_COLUMNS} FROM customer WHERE subject = %s",  # noqa: S608
+            (subject,),
+        ).fetchone()
+        return None if row is None else _customer(row)
+
+    def by_id(self, customer_id: uuid.UUID) -> Customer | None:
+        row = self._conn.execute(
+            f"SELECT {_CUSTOMER_COLUMNS} FROM customer WHERE id = %s",  # noqa: S608
+            (customer_id,),
+        ).fetchone()
+        return None if row is None else _customer(row)
+
+    def upsert(self, subject: str, profile: Profile) -> tuple[Customer, bool]:
+        a = profile.address
+        row = self._conn.execute(
+            f"""INSERT INTO customer (subject, name, email, address_line1, address_line2,
+                                      postal_code, city, country)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (subject) DO UPDATE SET name = EXCLUDED.name, email = EXCLUDED.email,
+                 address_line1 = EXCLUDED.address_line1, address_line2 = EXCLUDED.address_line2,
+                 postal_code = EXCLUDED.postal_code, city = EXCLUDED.city,
+                 country = EXCLUDED.country, updated_at = now()
+               RETURNING {_CUSTOMER_COLUMNS}, (xmax = 0) AS created""",  # noqa: S608
+            (
+                subject,
+                profile.name,
+                profile.email,
+                a.line1,
+                a.line2,
+                a.postal_code,
+                a.city,
+                a.country,
+            ),
+        ).fetchone()
+        assert row is not None
+        return _customer(row[:9]), bool(row[9])

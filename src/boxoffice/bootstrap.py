@@ -1,0 +1,80 @@
+"""The composition root: builds adapters from configuration, once per process, on first use.
+
+Importing this module (or a function that uses it) connects to nothing: cold starts stay cheap.
+"""
+
+from __future__ import annotations
+
+import functools
+from contextlib import AbstractContextManager
+
+from flask import Request
+
+from boxoffice.adapters.keycloak import JwksCache, JwtVerifier
+from boxoffice.adapters.postgres import Database, PostgresUnitOfWork
+from boxoffice.config import Settings
+from boxoffice.domain.identity import Principal
+from boxoffice.web.app import FunctionApp
+from boxoffice.web.auth import bearer_token
+
+
+class Container:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self._given = settings
+
+    @functools.cached_property
+    def settings(self) -> Settings:
+        return self._given or Settings.from_env()
+
+    @functools.cached_property
+    def database(self) -> Database:
+        s = self.settings
+        return Database(s.database_url, s.db_pool_min, s.db_pool_max, s.db_timeout)
+
+    @functools.cached_property
+    def token_verifier(self) -> JwtVerifier:
+        s = self.settings
+        keys = JwksCache(s.jwks_url, min_refresh=s.jwks_min_refresh, timeout=s.db_timeout)
+        return JwtVerifier(keys, s.oidc_issuer, s.oidc_audience, s.jwt_leeway)
+
+    def uow(self, *, read_only: bool = False) -> AbstractContextManager[PostgresUnitOfWork]:
+        return self.database.unit_of_work(read_only=read_only)
+
+    def authenticate(self, request: Request) -> Principal:
+        return self.token_verifier.verify(bearer_token(request))
+
+
+_container: Container | None = None
+
+
+def container() -> Container:
+    global _container  # noqa: PLW0603 - the one process-wide composition root
+    if _container is None:
+        _container = Container()
+    return _container
+
+
+def set_container(new: Container | None) -> None:
+    """Swap the composition root (tests)."""
+    global _container  # noqa: PLW0603
+    _container = new
+
+
+def function_app(name: str, needs_database: bool = True) -> FunctionApp:
+    """A function's HTTP app wired to the process's composition root (resolved per request)."""
+
+    def authenticate(request: Request) -> Principal:
+        return container().authenticate(request)
+
+    def database_ready() -> None:
+        container().database.ping()
+
+    def problem_base() -> str:
+        return container().settings.problem_base_uri
+
+    return FunctionApp(
+        name,
+        authenticate=authenticate,
+        readiness=database_ready if needs_database else None,
+        problem_base=problem_base,
+    )

@@ -1,0 +1,133 @@
+"""Configuration from environment variables: each one is named here, once, and documented.
+
+`Settings.from_env()` reads them; nothing else in the package reads the environment.
+The README's configuration table is checked against `ENV_VARS` by a unit test.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+
+from boxoffice.errors import ConfigurationError
+
+# name -> (default or None when required, description)
+ENV_VARS: dict[str, tuple[str | None, str]] = {
+    "BOXOFFICE_DATABASE_URL": (None, "PostgreSQL connection URL (libpq format)."),
+    "BOXOFFICE_DB_POOL_MIN": ("1", "Connections each process opens at first use."),
+    "BOXOFFICE_DB_POOL_MAX": ("10", "Most connections each process holds."),
+    "BOXOFFICE_DB_TIMEOUT_SECONDS": (
+        "3",
+        "Connect timeout, wait for a pooled connection, and statement timeout.",
+    ),
+    "BOXOFFICE_OIDC_ISSUER": (
+        None,
+        "Exact `iss` of accepted tokens, e.g. http://127.0.0.1:58080/realms/boxoffice.",
+    ),
+    "BOXOFFICE_OIDC_AUDIENCE": ("boxoffice-api", "Required `aud` of access tokens."),
+    "BOXOFFICE_JWKS_URL": ("", "JWKS URL; default: <issuer>/protocol/openid-connect/certs."),
+    "BOXOFFICE_JWKS_MIN_REFRESH_SECONDS": (
+        "30",
+        "At most one JWKS refresh per this many seconds (unknown `kid`).",
+    ),
+    "BOXOFFICE_JWT_LEEWAY_SECONDS": ("30", "Clock skew allowed on exp/iat/nbf."),
+    "BOXOFFICE_KAFKA_BOOTSTRAP_SERVERS": ("", "Kafka bootstrap servers (host:port,...)."),
+    "BOXOFFICE_BOOKING_TOPIC": ("booking", "Topic of booking CloudEvents."),
+    "BOXOFFICE_DEAD_LETTER_TOPIC": ("booking-dlq", "Dead-letter topic for undeliverable events."),
+    "BOXOFFICE_EVENT_SOURCE": ("/boxoffice/bookings", "CloudEvent `source` of booking events."),
+    "BOXOFFICE_PUBLIC_BASE_URL": ("", "Base URL used in Location headers (default: request's)."),
+    "BOXOFFICE_PROBLEM_BASE_URI": (
+        "https://boxoffice.example/problems/",
+        "Base of problem+json `type` URIs.",
+    ),
+    "BOXOFFICE_MAX_TICKETS_PER_ORDER": ("10", "Most tickets in one booking."),
+    "BOXOFFICE_MAX_TICKETS_PER_CUSTOMER_PER_EVENT": (
+        "10",
+        "Most tickets one customer may hold for one event.",
+    ),
+    "BOXOFFICE_IDEMPOTENCY_TTL_HOURS": ("24", "How long idempotency keys are kept."),
+    "BOXOFFICE_CATALOGUE_MAX_AGE_SECONDS": ("5", "Cache-Control max-age of catalogue reads."),
+    "BOXOFFICE_TICKET_SIGNING_KEY": ("", "HMAC key for ticket codes (required by consume_order)."),
+    "BOXOFFICE_S3_ENDPOINT_URL": ("", "S3 endpoint (empty: AWS default)."),
+    "BOXOFFICE_S3_BUCKET": ("boxoffice-tickets", "Bucket of ticket documents."),
+}
+
+
+def _get(env: Mapping[str, str], name: str) -> str:
+    default, _ = ENV_VARS[name]
+    value = env.get(name, "")
+    if value == "":
+        if default is None:
+            raise ConfigurationError(f"environment variable {name} is required")
+        return default
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, minimum: int = 0) -> int:
+    raw = _get(env, name)
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from exc
+    if value < minimum:
+        raise ConfigurationError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str
+    db_pool_min: int
+    db_pool_max: int
+    db_timeout: float
+    oidc_issuer: str
+    oidc_audience: str
+    jwks_url: str
+    jwks_min_refresh: float
+    jwt_leeway: int
+    kafka_bootstrap_servers: str
+    booking_topic: str
+    dead_letter_topic: str
+    event_source: str
+    public_base_url: str
+    problem_base_uri: str
+    max_tickets_per_order: int
+    max_tickets_per_customer_per_event: int
+    idempotency_ttl_hours: int
+    catalogue_max_age: int
+    ticket_signing_key: str
+    s3_endpoint_url: str
+    s3_bucket: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        e = os.environ if env is None else env
+        issuer = _get(e, "BOXOFFICE_OIDC_ISSUER").rstrip("/")
+        return cls(
+            database_url=_get(e, "BOXOFFICE_DATABASE_URL"),
+            db_pool_min=_int(e, "BOXOFFICE_DB_POOL_MIN"),
+            db_pool_max=_int(e, "BOXOFFICE_DB_POOL_MAX", 1),
+            db_timeout=float(Decimal(_get(e, "BOXOFFICE_DB_TIMEOUT_SECONDS"))),
+            oidc_issuer=issuer,
+            oidc_audience=_get(e, "BOXOFFICE_OIDC_AUDIENCE"),
+            jwks_url=_get(e, "BOXOFFICE_JWKS_URL") or f"{issuer}/protocol/openid-connect/certs",
+            jwks_min_refresh=float(_int(e, "BOXOFFICE_JWKS_MIN_REFRESH_SECONDS")),
+            jwt_leeway=_int(e, "BOXOFFICE_JWT_LEEWAY_SECONDS"),
+            kafka_bootstrap_servers=_get(e, "BOXOFFICE_KAFKA_BOOTSTRAP_SERVERS"),
+            booking_topic=_get(e, "BOXOFFICE_BOOKING_TOPIC"),
+            dead_letter_topic=_get(e, "BOXOFFICE_DEAD_LETTER_TOPIC"),
+            event_source=_get(e, "BOXOFFICE_EVENT_SOURCE"),
+            public_base_url=_get(e, "BOXOFFICE_PUBLIC_BASE_URL").rstrip("/"),
+            problem_base_uri=_get(e, "BOXOFFICE_PROBLEM_BASE_URI"),
+            max_tickets_per_order=_int(e, "BOXOFFICE_MAX_TICKETS_PER_ORDER", 1),
+            max_tickets_per_customer_per_event=_int(
+                e, "BOXOFFICE_MAX_TICKETS_PER_CUSTOMER_PER_EVENT", 1
+            ),
+            idempotency_ttl_hours=_int(e, "BOXOFFICE_IDEMPOTENCY_TTL_HOURS", 24),
+            catalogue_max_age=_int(e, "BOXOFFICE_CATALOGUE_MAX_AGE_SECONDS"),
+            ticket_signing_key=_get(e, "BOXOFFICE_TICKET_SIGNING_KEY"),
+            s3_endpoint_url=_get(e, "BOXOFFICE_S3_ENDPOINT_URL"),
+            s3_bucket=_get(e, "BOXOFFICE_S3_BUCKET"),
+        )

@@ -1,0 +1,19 @@
+"""Who is calling: the verified subject of an access token and its roles."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CUSTOMER_ROLE = "customer"
+ADMIN_ROLE = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    subject: str
+    roles: frozenset[str]
+    username: str = ""
+
+    @property
+    def is_admin(self) -> bool:
+        return ADMIN_ROLE in self.roles

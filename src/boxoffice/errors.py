@@ -1,0 +1,196 @@
+"""The one error hierarchy. Every error a caller can see is a `BoxofficeError`.
+
+Each class has a stable `slug`: the problem+json `type` is `<problem base URI><slug>`.
+`boxoffice.web.problems` maps these to RFC 9457 responses, in one place. The OpenAPI spec
+lists every slug under `components.responses`; a unit test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One offending input: `field` is a JSON-pointer-like path (`ticketCount`, `address.city`)."""
+
+    field: str
+    message: str
+
+
+class BoxofficeError(Exception):
+    slug: ClassVar[str] = "internal-error"
+    status: ClassVar[int] = 500
+    title: ClassVar[str] = "Internal error"
+
+    def __init__(self, detail: str = "", **extensions: Any) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.extensions = extensions
+        self.headers: dict[str, str] = {}
+
+
+class ConfigurationError(BoxofficeError):
+    """Misconfiguration: the process cannot serve; surfaces as 503 on readiness."""
+
+    slug = "service-misconfigured"
+    status = 503
+    title = "Service misconfigured"
+
+
+class BadRequest(BoxofficeError):
+    slug = "bad-request"
+    status = 400
+    title = "Bad request"
+
+
+class MalformedJson(BadRequest):
+    slug = "malformed-json"
+    title = "Request body is not valid JSON"
+
+
+class ValidationFailed(BoxofficeError):
+    slug = "validation-failed"
+    status = 422
+    title = "Request failed validation"
+
+    def __init__(self, errors: list[FieldError], detail: str = "") -> None:
+        first = errors[0] if errors else FieldError("", "invalid")
+        super().__init__(
+            detail or f"{first.field or 'body'}: {first.message}",
+            errors=[{"field": e.field, "message": e.message} for e in errors],
+        )
+        self.errors = errors
+
+
+class InvalidParameter(ValidationFailed):
+    """A query or path parameter that is malformed (400, not 422: the URL itself is wrong)."""
+
+    slug = "invalid-parameter"
+    status = 400
+    title = "Invalid parameter"
+
+
+class Unauthorized(BoxofficeError):
+    slug = "unauthorized"
+    status = 401
+    title = "Authentication required"
+
+
+class InvalidToken(Unauthorized):
+    slug = "invalid-token"
+    title = "Invalid access token"
+
+
+class Forbidden(BoxofficeError):
+    slug = "forbidden"
+    status = 403
+    title = "Forbidden"
+
+
+class NotFound(BoxofficeError):
+    slug = "not-found"
+    status = 404
+    title = "Not found"
+
+
+class MethodNotAllowed(BoxofficeError):
+    slug = "method-not-allowed"
+    status = 405
+    title = "Method not allowed"
+
+
+class NotAcceptable(BoxofficeError):
+    slug = "not-acceptable"
+    status = 406
+    title = "Not acceptable"
+
+
+class Conflict(BoxofficeError):
+    slug = "conflict"
+    status = 409
+    title = "Conflict"
+
+
+class RegistrationRequired(Conflict):
+    slug = "registration-required"
+    title = "Customer profile required"
+
+
+class SoldOut(Conflict):
+    slug = "sold-out"
+    title = "Not enough tickets left"
+
+
+class EventNotOnSale(Conflict):
+    slug = "event-not-on-sale"
+    title = "Event is not on sale"
+
+
+class TicketLimitExceeded(Conflict):
+    slug = "ticket-limit-exceeded"
+    title = "Ticket limit per customer exceeded"
+
+
+class BookingNotCancellable(Conflict):
+    slug = "booking-not-cancellable"
+    title = "Booking cannot be cancelled"
+
+
+class IdempotencyKeyInUse(Conflict):
+    slug = "idempotency-key-in-use"
+    title = "A request with this Idempotency-Key is still being processed"
+
+
+class IdempotencyKeyReused(BoxofficeError):
+    slug = "idempotency-key-reused"
+    status = 422
+    title = "Idempotency-Key was used with a different request"
+
+
+class PreconditionFailed(BoxofficeError):
+    slug = "precondition-failed"
+    status = 412
+    title = "Precondition failed"
+
+
+class PayloadTooLarge(BoxofficeError):
+    slug = "payload-too-large"
+    status = 413
+    title = "Request too large"
+
+
+class UnsupportedMediaType(BoxofficeError):
+    slug = "unsupported-media-type"
+    status = 415
+    title = "Unsupported media type"
+
+
+class HeaderTooLarge(BoxofficeError):
+    slug = "header-too-large"
+    status = 431
+    title = "Request header too large"
+
+
+class ServiceUnavailable(BoxofficeError):
+    """A dependency (database, Kafka, Keycloak keys) is down or its breaker is open."""
+
+    slug = "service-unavailable"
+    status = 503
+    title = "Service temporarily unavailable"
+
+    def __init__(self, detail: str = "", retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.headers["Retry-After"] = str(retry_after)
+
+
+def all_error_classes() -> list[type[BoxofficeError]]:
+    """Every concrete error class (used by the docs/spec consistency test)."""
+    seen: list[type[BoxofficeError]] = []
+    stack: list[type[BoxofficeError]] = [BoxofficeError]
+    while stack:
+        cls = stack.pop()
+        seen.append(cls)
+        stack.extend(cls.__subclasses__())
+    return seen

@@ -1,0 +1,1 @@
+"""HTTP plumbing shared by every function: routing, problem+json, validation, health, metrics."""

@@ -1,0 +1,64 @@
+"""Prometheus metrics of every function (one registry per process; nothing is pushed)."""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+disable_created_metrics()  # the *_created series only add cardinality
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+HTTP_REQUESTS = Counter(
+    "boxoffice_http_requests",
+    "HTTP requests served, by function, route template, method and status code.",
+    ["function", "route", "method", "status"],
+    registry=REGISTRY,
+)
+HTTP_DURATION = Histogram(
+    "boxoffice_http_request_duration_seconds",
+    "Time to serve an HTTP request, by function, route template and method.",
+    ["function", "route", "method"],
+    buckets=LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+EVENTS_SERVED = Counter(
+    "boxoffice_events_served",
+    "Event records returned by catalogue reads.",
+    registry=REGISTRY,
+)
+CUSTOMERS_REGISTERED = Counter(
+    "boxoffice_customers_registered",
+    "Customer profiles created through PUT /customers/me.",
+    registry=REGISTRY,
+)
+TOKENS_REJECTED = Counter(
+    "boxoffice_tokens_rejected",
+    "Access tokens refused, by reason.",
+    ["reason"],
+    registry=REGISTRY,
+)
+JWKS_REFRESHES = Counter(
+    "boxoffice_jwks_refreshes",
+    "JWKS fetches from the identity provider, by outcome.",
+    ["outcome"],
+    registry=REGISTRY,
+)
+BREAKER_STATE = Gauge(
+    "boxoffice_circuit_breaker_open",
+    "1 while a circuit breaker is open (failing fast), else 0.",
+    ["dependency"],
+    registry=REGISTRY,
+)
+
+
+def exposition() -> tuple[bytes, str]:
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
