@@ -9,7 +9,8 @@
 #   - each service file defines <svc>_install, <svc>_start, <svc>_healthy, <svc>_stop (all idempotent).
 
 BX_ROOT="${BX_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
-BX_CACHE="${BOXOFFICE_CACHE_DIR:-$BX_ROOT/.cache}"
+# Downloads are cached outside the work tree so that fresh clones (CI) reuse them.
+BX_CACHE="${BOXOFFICE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/boxoffice}"
 BX_STATE="${BOXOFFICE_STATE_DIR:-$BX_ROOT/.state}"
 BX_LOGS="$BX_STATE/logs"
 BX_RUN="$BX_STATE/run"
@@ -134,11 +135,24 @@ bx_mvn() { mvn -B -q -Dmaven.repo.local="$BX_CACHE/m2" "$@"; }
 # bx_java_home MIN_MAJOR: a JDK home whose major version is at least MIN_MAJOR.
 bx_java_home() {
   local min=$1 j v
-  for j in "${JAVA_HOME:-}" /usr/lib/jvm/*; do
-    [[ -x "$j/bin/java" ]] || continue
+  for j in ${JAVA_HOME:+"$JAVA_HOME"} /usr/lib/jvm/*; do
+    [[ -n "$j" && -x "$j/bin/java" ]] || continue
     v=$("$j/bin/java" -XshowSettings:properties -version 2>&1 | awk -F'= ' '/java.specification.version/{print $2}')
     v=${v%%.*}
     if [[ -n "$v" && "$v" -ge "$min" ]]; then echo "$j"; return 0; fi
   done
   return 1
 }
+
+# bx_prometheus_target NAME HOST:PORT [LABEL=VALUE...]: register a scrape target for the local
+# Prometheus (file_sd: $BX_STATE/prometheus/targets/NAME.json, picked up within 5 s; written atomically).
+# Example: bx_prometheus_target get_event 127.0.0.1:58081 function=get_event
+bx_prometheus_target() {
+  local name=$1 target=$2 dir="$BX_STATE/prometheus/targets" labels="" kv; shift 2
+  for kv in "$@"; do labels+="${labels:+, }\"${kv%%=*}\": \"${kv#*=}\""; done
+  mkdir -p "$dir"
+  printf '[{"targets": ["%s"], "labels": {%s}}]\n' "$target" "$labels" >"$dir/.$name.json.tmp"
+  mv "$dir/.$name.json.tmp" "$dir/$name.json"
+}
+# bx_prometheus_target_rm NAME: unregister it.
+bx_prometheus_target_rm() { rm -f "$BX_STATE/prometheus/targets/$1.json"; }

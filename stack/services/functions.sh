@@ -12,7 +12,7 @@ BX_FUNCTIONS=(get_event get_customer create_booking consume_order)
 
 fn_port() { local v="BOXOFFICE_${1^^}_PORT"; echo "${!v}"; }
 fn_present() { grep -qs '^def handler' "$BX_ROOT/functions/$1/main.py"; }
-fn_healthy() { bx_http_ok "http://$BX_HOST:$(fn_port "$1")/healthz"; }
+fn_healthy() { bx_http_ok "http://$BX_HOST:$(fn_port "$1")/healthz" 2>/dev/null; }
 
 functions_install() { :; }
 
