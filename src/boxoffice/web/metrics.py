@@ -12,7 +12,7 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-disable_created_metrics()  # the *_created series only add cardinality
+disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series only add cardinality
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
