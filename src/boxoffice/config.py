@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 from boxoffice.errors import ConfigurationError
 
@@ -24,7 +24,7 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
     ),
     "BOXOFFICE_OIDC_ISSUER": (
         None,
-        "Exact `iss` of accepted tokens, e.g. http://127.0.0.1:58080/realms/boxoffice.",
+        "Exact `iss` of accepted tokens, e.g. http://127.0.0.1:28080/realms/boxoffice.",
     ),
     "BOXOFFICE_OIDC_AUDIENCE": ("boxoffice-api", "Required `aud` of access tokens."),
     "BOXOFFICE_JWKS_URL": ("", "JWKS URL; default: <issuer>/protocol/openid-connect/certs."),
@@ -52,6 +52,10 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
     "BOXOFFICE_TICKET_SIGNING_KEY": ("", "HMAC key for ticket codes (required by consume_order)."),
     "BOXOFFICE_S3_ENDPOINT_URL": ("", "S3 endpoint (empty: AWS default)."),
     "BOXOFFICE_S3_BUCKET": ("boxoffice-tickets", "Bucket of ticket documents."),
+    "BOXOFFICE_OUTBOX_SWEEP_SECONDS": (
+        "2",
+        "Outbox relay: seconds between sweeps for unpublished events.",
+    ),
 }
 
 
@@ -74,6 +78,17 @@ def _int(env: Mapping[str, str], name: str, minimum: int = 0) -> int:
     if value < minimum:
         raise ConfigurationError(f"{name} must be >= {minimum}, got {value}")
     return value
+
+
+def _seconds(env: Mapping[str, str], name: str) -> float:
+    raw = _get(env, name)
+    try:
+        value = Decimal(raw)
+    except InvalidOperation as exc:
+        raise ConfigurationError(f"{name} must be a number of seconds, got {raw!r}") from exc
+    if not value.is_finite() or value <= 0:
+        raise ConfigurationError(f"{name} must be a positive number of seconds, got {raw!r}")
+    return float(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +115,7 @@ class Settings:
     ticket_signing_key: str
     s3_endpoint_url: str
     s3_bucket: str
+    outbox_sweep_seconds: float = 2.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -109,7 +125,7 @@ class Settings:
             database_url=_get(e, "BOXOFFICE_DATABASE_URL"),
             db_pool_min=_int(e, "BOXOFFICE_DB_POOL_MIN"),
             db_pool_max=_int(e, "BOXOFFICE_DB_POOL_MAX", 1),
-            db_timeout=float(Decimal(_get(e, "BOXOFFICE_DB_TIMEOUT_SECONDS"))),
+            db_timeout=_seconds(e, "BOXOFFICE_DB_TIMEOUT_SECONDS"),
             oidc_issuer=issuer,
             oidc_audience=_get(e, "BOXOFFICE_OIDC_AUDIENCE"),
             jwks_url=_get(e, "BOXOFFICE_JWKS_URL") or f"{issuer}/protocol/openid-connect/certs",
@@ -130,4 +146,5 @@ class Settings:
             ticket_signing_key=_get(e, "BOXOFFICE_TICKET_SIGNING_KEY"),
             s3_endpoint_url=_get(e, "BOXOFFICE_S3_ENDPOINT_URL"),
             s3_bucket=_get(e, "BOXOFFICE_S3_BUCKET"),
+            outbox_sweep_seconds=_seconds(e, "BOXOFFICE_OUTBOX_SWEEP_SECONDS"),
         )

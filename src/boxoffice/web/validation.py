@@ -8,7 +8,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
@@ -39,6 +39,7 @@ def _validator(schema_name: str) -> Callable[[Any], Any]:
 
 
 _UNKNOWN_PROPS = re.compile(r"must not contain \{(.*)\} properties")
+_MISSING_PROPS = re.compile(r"must contain \[(.*)\] properties")
 
 
 def _field_of(exc: Any) -> tuple[str, str]:
@@ -51,6 +52,10 @@ def _field_of(exc: Any) -> tuple[str, str]:
         props = [p.strip().strip("'\"") for p in unknown.group(1).split(",")]
         field = ".".join(filter(None, [path, props[0]]))
         return field, "unknown field"
+    missing = _MISSING_PROPS.search(message)
+    if missing:
+        props = [p.strip().strip("'\"") for p in missing.group(1).split(",")]
+        return ".".join(filter(None, [path, props[0]])), "is required"
     message = message.replace(name + " ", "", 1) if message.startswith(name) else message
     return path, message
 
@@ -99,6 +104,12 @@ def body_datetime(value: str, field: str) -> datetime:
         raise errors.ValidationFailed([FieldError(field, "is not a valid date-time")]) from exc
     if parsed.tzinfo is None:
         raise errors.ValidationFailed([FieldError(field, "must include a time zone offset")])
+    try:
+        # An offset can push the instant outside years 1..9999 (e.g. 0001-01-01T00:00:00+01:00),
+        # which PostgreSQL stores but Python cannot read back.
+        parsed.astimezone(UTC)
+    except OverflowError as exc:
+        raise errors.ValidationFailed([FieldError(field, "is out of range")]) from exc
     return parsed
 
 
@@ -115,6 +126,8 @@ def json_body(request: Request, schema_name: str) -> dict[str, Any]:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise errors.MalformedJson(f"request body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:  # valid JSON, but nested deeper than the parser recurses
+        raise errors.MalformedJson("request body is nested too deeply") from exc
     return validate(schema_name, data)
 
 
@@ -129,7 +142,7 @@ def query_int(request: Request, name: str, default: int, minimum: int, maximum: 
     raw = request.args.get(name)
     if raw is None:
         return default
-    if not re.fullmatch(r"-?\d{1,9}", raw):
+    if not re.fullmatch(r"-?[0-9]{1,9}", raw):  # ASCII digits only (\d is Unicode)
         raise errors.InvalidParameter([FieldError(name, "must be an integer")])
     value = int(raw)
     if not minimum <= value <= maximum:

@@ -1,0 +1,268 @@
+"""The outbox relay use case and its background worker, with in-memory fakes (no servers)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+import pytest
+
+from boxoffice.config import Settings
+from boxoffice.errors import ConfigurationError
+from boxoffice.services.ports import PendingEvent
+from boxoffice.services.relay import BackgroundRelay, OutboxRelay
+from boxoffice.web import metrics
+
+NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def event(key: str = "b-1", topic: str = "booking") -> PendingEvent:
+    return PendingEvent(
+        id=uuid.uuid4(),
+        topic=topic,
+        record_key=key,
+        event_type="com.boxoffice.booking.created",
+        event_source="/boxoffice/bookings",
+        event_time=NOW,
+        payload=b'{"bookingId":"b-1"}',
+        created_at=NOW,
+    )
+
+
+@dataclass
+class Row:
+    event: PendingEvent
+    published: bool = False
+    attempts: int = 0
+
+
+@dataclass
+class FakeBatch:
+    events: list[PendingEvent]
+    published: list[uuid.UUID] = field(default_factory=list)
+    failed: list[uuid.UUID] = field(default_factory=list)
+
+    def mark_published(self, ids: Sequence[uuid.UUID]) -> list[float]:
+        self.published.extend(ids)
+        return [0.5 for _ in ids]
+
+    def mark_failed(self, ids: Sequence[uuid.UUID]) -> None:
+        self.failed.extend(ids)
+
+
+class FakeStore:
+    """Applies a batch's marks only when the claim block exits normally (the commit)."""
+
+    def __init__(self, events: Sequence[PendingEvent] = ()) -> None:
+        self.rows = {e.id: Row(e) for e in events}
+        self.claims = 0
+        self.lock = threading.Lock()
+
+    def add(self, *events: PendingEvent) -> None:
+        with self.lock:
+            self.rows.update({e.id: Row(e) for e in events})
+
+    @contextmanager
+    def claim(self, limit: int) -> Iterator[FakeBatch]:
+        with self.lock:
+            self.claims += 1
+            pending = [r.event for r in self.rows.values() if not r.published][:limit]
+        batch = FakeBatch(pending)
+        yield batch
+        with self.lock:
+            for i in batch.published:
+                self.rows[i].published = True
+            for i in batch.failed:
+                self.rows[i].attempts += 1
+
+    def backlog(self) -> tuple[int, float]:
+        with self.lock:
+            return sum(1 for r in self.rows.values() if not r.published), 1.5
+
+    def unpublished(self) -> set[uuid.UUID]:
+        with self.lock:
+            return {i for i, r in self.rows.items() if not r.published}
+
+
+class FakePublisher:
+    def __init__(self, fail: set[uuid.UUID] | None = None, up: bool = True) -> None:
+        self.fail = fail or set()
+        self.up = up
+        self.sent: list[uuid.UUID] = []
+
+    def available(self) -> bool:
+        return self.up
+
+    def publish(self, events: Sequence[PendingEvent]) -> list[BaseException | None]:
+        self.sent.extend(e.id for e in events)
+        return [RuntimeError("nack") if e.id in self.fail else None for e in events]
+
+    def close(self) -> None:
+        pass
+
+
+def counter(c: object) -> float:
+    return float(c._value.get())  # type: ignore[attr-defined]
+
+
+def test_a_pass_publishes_and_marks_every_acknowledged_row() -> None:
+    events = [event(f"b-{i}") for i in range(3)]
+    store, publisher = FakeStore(events), FakePublisher()
+    published_before = counter(metrics.OUTBOX_PUBLISHED)
+
+    result = OutboxRelay(store, publisher).publish_pending(10)
+
+    assert (result.claimed, result.published, result.failed) == (3, 3, 0)
+    assert publisher.sent == [e.id for e in events]  # in claim (created_at) order
+    assert store.unpublished() == set()
+    assert counter(metrics.OUTBOX_PUBLISHED) - published_before == 3
+
+
+def test_failed_rows_stay_unpublished_with_an_attempt_counted() -> None:
+    ok, bad = event("b-1"), event("b-2")
+    store = FakeStore([ok, bad])
+    failures_before = counter(metrics.OUTBOX_PUBLISH_FAILURES)
+
+    result = OutboxRelay(store, FakePublisher(fail={bad.id})).publish_pending(10)
+
+    assert (result.published, result.failed) == (1, 1)
+    assert store.unpublished() == {bad.id}
+    assert store.rows[bad.id].attempts == 1
+    assert store.rows[ok.id].attempts == 0
+    assert counter(metrics.OUTBOX_PUBLISH_FAILURES) - failures_before == 1
+
+
+def test_nothing_is_claimed_while_the_publisher_fails_fast() -> None:
+    store = FakeStore([event()])
+    result = OutboxRelay(store, FakePublisher(up=False)).publish_pending(10)
+    assert result.skipped
+    assert store.claims == 0
+    assert len(store.unpublished()) == 1
+
+
+def test_a_crash_after_the_send_commits_nothing() -> None:
+    store = FakeStore([event("b-1"), event("b-2")])
+    publisher = FakePublisher()
+
+    def crash(_: Sequence[PendingEvent]) -> None:
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        OutboxRelay(store, publisher, after_send=crash).publish_pending(10)
+    assert len(publisher.sent) == 2
+    assert len(store.unpublished()) == 2  # re-published by the next pass: at least once
+
+    OutboxRelay(store, publisher).publish_pending(10)
+    assert store.unpublished() == set()
+    assert len(publisher.sent) == 4  # the duplicates carry the same ids
+
+
+def test_drain_passes_until_empty_and_stops_at_a_failure() -> None:
+    store = FakeStore([event(f"b-{i}") for i in range(25)])
+    result = OutboxRelay(store, FakePublisher()).drain(limit=10)
+    assert (result.published, result.failed) == (25, 0)
+    assert store.claims == 4  # 10 + 10 + 5 + an empty pass
+
+    bad = event("b-x")
+    store = FakeStore([bad, *[event(f"b-{i}") for i in range(25)]])
+    result = OutboxRelay(store, FakePublisher(fail={bad.id})).drain(limit=10)
+    assert (result.published, result.failed) == (9, 1)
+    assert store.claims == 1
+
+
+def test_measure_backlog_sets_the_gauges() -> None:
+    relay = OutboxRelay(FakeStore([event(), event("b-2")]), FakePublisher())
+    assert relay.measure_backlog() == (2, 1.5)
+    assert metrics.OUTBOX_BACKLOG._value.get() == 2
+    assert metrics.OUTBOX_OLDEST_AGE._value.get() == 1.5
+
+
+def wait_until(predicate: object, timeout: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)
+
+
+def test_worker_starts_on_the_first_kick_and_publishes_promptly() -> None:
+    store = FakeStore()
+    worker = BackgroundRelay(OutboxRelay(store, FakePublisher()), sweep_seconds=60)
+    assert not worker.running  # nothing runs at construction
+    try:
+        store.add(event())
+        worker.kick()
+        wait_until(lambda: not store.unpublished())
+        assert worker.running
+        store.add(event("b-2"))
+        worker.kick()  # wakes the sleeping thread long before the 60 s sweep
+        wait_until(lambda: not store.unpublished())
+    finally:
+        worker.stop()
+    assert not worker.running
+
+
+def test_worker_sweeps_without_kicks_and_survives_a_failing_pass() -> None:
+    store = FakeStore()
+    calls = {"n": 0}
+    real_claim = store.claim
+
+    def flaky_claim(limit: int):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ConnectionError("database down")
+        return real_claim(limit)
+
+    store.claim = flaky_claim  # type: ignore[method-assign]
+    worker = BackgroundRelay(OutboxRelay(store, FakePublisher()), sweep_seconds=0.05)
+    try:
+        worker.kick()  # the first pass fails; the loop keeps going
+        store.add(event())  # committed without a kick: the sweep finds it
+        wait_until(lambda: not store.unpublished())
+    finally:
+        worker.stop()
+    assert calls["n"] > 1
+
+
+def test_a_stopped_worker_restarts_on_the_next_kick() -> None:
+    store = FakeStore()
+    worker = BackgroundRelay(OutboxRelay(store, FakePublisher()), sweep_seconds=60)
+    worker.stop()  # before any start: harmless
+    assert not worker.running
+    worker.kick()
+    assert worker.running
+    worker.stop()
+    assert not worker.running
+    try:
+        store.add(event())
+        worker.kick()
+        wait_until(lambda: not store.unpublished())
+    finally:
+        worker.stop()
+
+
+def test_kick_never_raises() -> None:
+    class Broken(BackgroundRelay):
+        def start(self) -> None:
+            raise RuntimeError("cannot start threads")
+
+    Broken(OutboxRelay(FakeStore(), FakePublisher())).kick()
+
+
+def test_sweep_interval_comes_from_the_environment() -> None:
+    base = {"BOXOFFICE_DATABASE_URL": "postgresql://x", "BOXOFFICE_OIDC_ISSUER": "http://i"}
+    assert Settings.from_env(base).outbox_sweep_seconds == 2.0
+    env = {**base, "BOXOFFICE_OUTBOX_SWEEP_SECONDS": "0.5"}
+    assert Settings.from_env(env).outbox_sweep_seconds == 0.5
+    for bad in ("0", "-1", "soon"):
+        with pytest.raises(ConfigurationError, match="BOXOFFICE_OUTBOX_SWEEP_SECONDS"):
+            Settings.from_env({**base, "BOXOFFICE_OUTBOX_SWEEP_SECONDS": bad})
+
+
+def test_pending_event_is_a_value() -> None:
+    e = event()
+    assert replace(e) == e
