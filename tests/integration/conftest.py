@@ -1,0 +1,269 @@
+"""Fixtures of the HTTP-level integration tests: the real function entrypoints (functions-framework
+apps loaded from functions/<name>/main.py, called in-process through Flask's test client) against
+the real PostgreSQL and Keycloak of the local stack, plus a local JWKS server and RSA key for the
+token tests that need tokens Keycloak will not sign (expired, wrong issuer, ...).
+
+Needs the local stack (`stack/boxo up`) and its environment (`set -a; . .state/env; set +a`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import functions_framework
+import jwt
+import psycopg
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from boxoffice import bootstrap
+from boxoffice.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+PROBLEM_JSON = "application/problem+json"
+
+
+def _require(name: str) -> str:
+    value = os.environ.get(name, "")
+    if not value:
+        pytest.fail(
+            f"{name} is not set: start the stack (`stack/boxo up`) and export its environment "
+            "(`set -a; . .state/env; set +a`)",
+            pytrace=False,
+        )
+    return value
+
+
+def _function_client(name: str) -> FlaskClient:
+    _require("BOXOFFICE_DATABASE_URL")
+    _require("BOXOFFICE_OIDC_ISSUER")
+    source = ROOT / "functions" / name / "main.py"
+    app = functions_framework.create_app(target="handler", source=str(source))  # type: ignore[no-untyped-call]
+    client: FlaskClient = app.test_client()
+    return client
+
+
+@pytest.fixture(scope="session")
+def event_client() -> FlaskClient:
+    """The get_event function (catalogue), as functions-framework serves it."""
+    return _function_client("get_event")
+
+
+@pytest.fixture(scope="session")
+def customer_client() -> FlaskClient:
+    """The get_customer function, as functions-framework serves it."""
+    return _function_client("get_customer")
+
+
+@pytest.fixture(scope="session")
+def auth(access_token: Callable[[str], str]) -> Callable[[str], dict[str, str]]:
+    """`auth("alice")` -> an Authorization header with a real Keycloak access token."""
+    return lambda user: {"Authorization": f"Bearer {access_token(user)}"}
+
+
+def check_problem(
+    response: TestResponse, status: int, slug: str | None = None, field: str | None = None
+) -> dict[str, Any]:
+    """Assert an RFC 9457 problem response; `field` must be named in its `errors`."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == PROBLEM_JSON, response.headers
+    body: dict[str, Any] = json.loads(response.get_data(as_text=True))
+    assert body["status"] == status
+    assert body["title"]
+    assert body["detail"]
+    if slug is not None:
+        assert body["type"].endswith(f"/{slug}"), body
+    if field is not None:
+        fields = [e["field"] for e in body.get("errors", [])]
+        assert field in fields, body
+    return body
+
+
+@pytest.fixture(scope="session")
+def assert_problem() -> Callable[..., dict[str, Any]]:
+    return check_problem
+
+
+@pytest.fixture
+def unique() -> str:
+    """A fresh tag for names of data a test creates (the database persists between runs)."""
+    return uuid.uuid4().hex[:10]
+
+
+# -- the composition root ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def base_settings() -> Settings:
+    _require("BOXOFFICE_DATABASE_URL")
+    _require("BOXOFFICE_OIDC_ISSUER")
+    return Settings.from_env()
+
+
+@pytest.fixture
+def use_settings() -> Iterator[Callable[..., bootstrap.Container]]:
+    """`use_settings(jwks_url=...)`: the functions' composition root swapped for one built from
+    the environment's settings with these overrides; the original is restored afterwards."""
+    previous = bootstrap.container()
+    made: list[bootstrap.Container] = []
+
+    def swap(**overrides: Any) -> bootstrap.Container:
+        new = bootstrap.Container(dataclasses.replace(Settings.from_env(), **overrides))
+        made.append(new)
+        bootstrap.set_container(new)
+        return new
+
+    yield swap
+    bootstrap.set_container(previous)
+    for c in made:
+        if "database" in c.__dict__:  # cached_property: only if it was ever opened
+            c.database.close()
+
+
+# -- a local signing key and JWKS server --------------------------------------------------------
+
+
+@dataclasses.dataclass
+class LocalKey:
+    """An RSA key of our own, published by `LocalJwks` so a JwtVerifier will trust it."""
+
+    kid: str
+    private: rsa.RSAPrivateKey
+
+    @classmethod
+    def generate(cls) -> LocalKey:
+        return cls(f"local-{uuid.uuid4().hex[:12]}", rsa.generate_private_key(65537, 2048))
+
+    def jwk(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(
+            jwt.algorithms.RSAAlgorithm.to_jwk(self.private.public_key())
+        )
+        data.update(kid=self.kid, use="sig", alg="RS256")
+        return data
+
+    def sign(self, claims: dict[str, Any], kid: str | None = None) -> str:
+        return jwt.encode(claims, self.private, algorithm="RS256", headers={"kid": kid or self.kid})
+
+
+class LocalJwks:
+    """A JWKS endpoint on 127.0.0.1 in a thread; counts fetches; can simulate an outage."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.document = document
+        self.outage = False
+        self.hits = 0
+        jwks = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                jwks.hits += 1
+                status, body = (
+                    (503, b"{}") if jwks.outage else (200, json.dumps(jwks.document).encode())
+                )
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/certs"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        if not self._thread.is_alive():
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+
+@pytest.fixture(scope="session")
+def local_key() -> LocalKey:
+    return LocalKey.generate()
+
+
+@pytest.fixture
+def jwks_server() -> Iterator[Callable[[dict[str, Any]], LocalJwks]]:
+    """`jwks_server(document)` starts a local JWKS server; all are stopped afterwards."""
+    started: list[LocalJwks] = []
+
+    def start(document: dict[str, Any]) -> LocalJwks:
+        server = LocalJwks(document)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def now() -> int:
+    return int(datetime.now(UTC).timestamp())
+
+
+# Keycloak user ids (token `sub`) of the demo users, as in stack/keycloak/realm-boxoffice.json.
+SUBJECTS = {
+    "alice": "a11ce000-0000-4000-8000-000000000001",
+    "bob": "b0b00000-0000-4000-8000-000000000002",
+    "carol": "ca201000-0000-4000-8000-000000000003",
+    "olivia": "011f1a00-0000-4000-8000-000000000004",
+}
+
+
+@pytest.fixture(scope="session")
+def claims_for(base_settings: Settings) -> Callable[..., dict[str, Any]]:
+    """`claims_for("alice", exp=...)`: access-token claims shaped like Keycloak's (overridable)."""
+
+    def make(user: str, **overrides: Any) -> dict[str, Any]:
+        t = now()
+        claims: dict[str, Any] = {
+            "iss": base_settings.oidc_issuer,
+            "aud": base_settings.oidc_audience,
+            "sub": SUBJECTS[user],
+            "typ": "Bearer",
+            "iat": t,
+            "exp": t + 300,
+            "jti": str(uuid.uuid4()),
+            "preferred_username": user,
+            "realm_access": {"roles": ["customer"]},
+        }
+        claims.update(overrides)
+        return claims
+
+    return make
+
+
+@pytest.fixture
+def db() -> Iterator[psycopg.Connection[Any]]:
+    """A direct autocommit connection, for set-up and clean-up only (never for the behaviour
+    under test, which goes through the entrypoints)."""
+    with psycopg.connect(_require("BOXOFFICE_DATABASE_URL"), autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def dead_url() -> str:
+    """A JWKS URL on a loopback port that nothing listens on."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/certs"
