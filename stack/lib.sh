@@ -17,12 +17,12 @@ BX_RUN="$BX_STATE/run"
 BX_HOST=127.0.0.1
 
 # Ports (override any of them in the environment).
-: "${BOXOFFICE_PG_PORT:=55432}"
-: "${BOXOFFICE_KAFKA_PORT:=59092}"
-: "${BOXOFFICE_KAFKA_CONTROLLER_PORT:=59093}"
-: "${BOXOFFICE_KEYCLOAK_PORT:=58080}"
-: "${BOXOFFICE_KEYCLOAK_MANAGEMENT_PORT:=58090}"
-: "${BOXOFFICE_PROMETHEUS_PORT:=59090}"
+: "${BOXOFFICE_PG_PORT:=25432}"
+: "${BOXOFFICE_KAFKA_PORT:=29092}"
+: "${BOXOFFICE_KAFKA_CONTROLLER_PORT:=29093}"
+: "${BOXOFFICE_KEYCLOAK_PORT:=28080}"
+: "${BOXOFFICE_KEYCLOAK_MANAGEMENT_PORT:=28090}"
+: "${BOXOFFICE_PROMETHEUS_PORT:=29090}"
 export BOXOFFICE_PG_PORT BOXOFFICE_KAFKA_PORT BOXOFFICE_KAFKA_CONTROLLER_PORT \
   BOXOFFICE_KEYCLOAK_PORT BOXOFFICE_KEYCLOAK_MANAGEMENT_PORT BOXOFFICE_PROMETHEUS_PORT
 
@@ -146,7 +146,7 @@ bx_java_home() {
 
 # bx_prometheus_target NAME HOST:PORT [LABEL=VALUE...]: register a scrape target for the local
 # Prometheus (file_sd: $BX_STATE/prometheus/targets/NAME.json, picked up within 5 s; written atomically).
-# Example: bx_prometheus_target get_event 127.0.0.1:58081 function=get_event
+# Example: bx_prometheus_target get_event 127.0.0.1:28081 function=get_event
 bx_prometheus_target() {
   local name=$1 target=$2 dir="$BX_STATE/prometheus/targets" labels="" kv; shift 2
   for kv in "$@"; do labels+="${labels:+, }\"${kv%%=*}\": \"${kv#*=}\""; done

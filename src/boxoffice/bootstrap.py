@@ -10,10 +10,14 @@ from contextlib import AbstractContextManager
 
 from flask import Request
 
+from boxoffice.adapters.kafka import KafkaEventPublisher
 from boxoffice.adapters.keycloak import JwksCache, JwtVerifier
+from boxoffice.adapters.outbox import PostgresOutbox
 from boxoffice.adapters.postgres import Database, PostgresUnitOfWork
 from boxoffice.config import Settings
 from boxoffice.domain.identity import Principal
+from boxoffice.services.ports import OutboxNotifier
+from boxoffice.services.relay import BackgroundRelay, OutboxRelay
 from boxoffice.web.app import FunctionApp
 from boxoffice.web.auth import bearer_token
 
@@ -36,6 +40,26 @@ class Container:
         s = self.settings
         keys = JwksCache(s.jwks_url, min_refresh=s.jwks_min_refresh, timeout=s.db_timeout)
         return JwtVerifier(keys, s.oidc_issuer, s.oidc_audience, s.jwt_leeway)
+
+    @functools.cached_property
+    def event_publisher(self) -> KafkaEventPublisher:
+        """Kafka producer behind a breaker; it connects on the first publish, not here."""
+        return KafkaEventPublisher(self.settings.kafka_bootstrap_servers)
+
+    @functools.cached_property
+    def outbox_relay(self) -> OutboxRelay:
+        return OutboxRelay(PostgresOutbox(self.database), self.event_publisher)
+
+    @functools.cached_property
+    def outbox_relay_worker(self) -> BackgroundRelay:
+        """The `OutboxNotifier` for writers of outbox rows: `kick()` after each commit starts
+        (once) and wakes the relay thread; the thread also sweeps periodically."""
+        return BackgroundRelay(self.outbox_relay, self.settings.outbox_sweep_seconds)
+
+    @functools.cached_property
+    def outbox_notifier(self) -> OutboxNotifier:
+        """Told after each commit that wrote outbox rows (create_booking)."""
+        return self.outbox_relay_worker
 
     def uow(self, *, read_only: bool = False) -> AbstractContextManager[PostgresUnitOfWork]:
         return self.database.unit_of_work(read_only=read_only)

@@ -50,6 +50,11 @@ class MalformedJson(BadRequest):
     title = "Request body is not valid JSON"
 
 
+class IdempotencyKeyRequired(BadRequest):
+    slug = "idempotency-key-required"
+    title = "Idempotency-Key header required"
+
+
 class ValidationFailed(BoxofficeError):
     slug = "validation-failed"
     status = 422

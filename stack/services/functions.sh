@@ -2,10 +2,10 @@
 # The functions, each its own process under functions-framework (gunicorn, 1 worker, threads),
 # as Knative would run them; each is registered with Prometheus through a file_sd target file.
 # Ports: BOXOFFICE_<NAME>_PORT, defaults below.
-: "${BOXOFFICE_GET_EVENT_PORT:=58081}"
-: "${BOXOFFICE_GET_CUSTOMER_PORT:=58082}"
-: "${BOXOFFICE_CREATE_BOOKING_PORT:=58083}"
-: "${BOXOFFICE_CONSUME_ORDER_PORT:=58084}"
+: "${BOXOFFICE_GET_EVENT_PORT:=28081}"
+: "${BOXOFFICE_GET_CUSTOMER_PORT:=28082}"
+: "${BOXOFFICE_CREATE_BOOKING_PORT:=28083}"
+: "${BOXOFFICE_CONSUME_ORDER_PORT:=28084}"
 : "${BOXOFFICE_FUNCTION_THREADS:=8}"
 
 BX_FUNCTIONS=(get_event get_customer create_booking consume_order)

@@ -21,6 +21,11 @@ from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from boxoffice import errors
+from boxoffice.adapters.postgres_bookings import (
+    PostgresBookings,
+    PostgresIdempotency,
+    PostgresOutboxWriter,
+)
 from boxoffice.domain.catalogue import Event, EventQuery, Venue, resize_shards
 from boxoffice.domain.customers import Address, Customer, Profile
 from boxoffice.domain.money import Money
@@ -75,6 +80,12 @@ class Database:
             ) from exc
         except (psycopg.OperationalError, psycopg.errors.QueryCanceled) as exc:
             raise errors.ServiceUnavailable("database is unavailable", retry_after=2) from exc
+        except psycopg.DataError as exc:
+            # A value the API's validation let through but PostgreSQL cannot hold (out of range
+            # for its type): the transaction is rolled back, nothing is written.
+            raise errors.ValidationFailed(
+                [errors.FieldError("", "a value is out of range for storage")]
+            ) from exc
 
     def ping(self) -> None:
         with self.connection() as conn:
@@ -102,6 +113,9 @@ class PostgresUnitOfWork:
         self.committed = False
         self.catalogue = PostgresCatalogue(conn)
         self.customers = PostgresCustomers(conn)
+        self.bookings = PostgresBookings(conn)
+        self.idempotency = PostgresIdempotency(conn)
+        self.outbox = PostgresOutboxWriter(conn)
 
     def commit(self) -> None:
         self.conn.commit()

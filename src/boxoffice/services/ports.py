@@ -4,13 +4,24 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
+from boxoffice.domain.bookings import (
+    Allocation,
+    Booking,
+    EventForSale,
+    IdempotencyRecord,
+    OutboxMessage,
+    StoredResponse,
+)
 from boxoffice.domain.catalogue import Event, EventQuery, Venue
 from boxoffice.domain.customers import Customer, Profile
+from boxoffice.domain.money import Money
 
 
 class CatalogueRepository(Protocol):
@@ -56,11 +67,155 @@ class CustomerRepository(Protocol):
 class UnitOfWork(Protocol):
     """One database transaction: committed on `commit()`, rolled back otherwise."""
 
-    catalogue: CatalogueRepository
-    customers: CustomerRepository
+    # Read-only members, so that an adapter's more specific repository types still conform.
+    @property
+    def catalogue(self) -> CatalogueRepository: ...
+    @property
+    def customers(self) -> CustomerRepository: ...
 
     def commit(self) -> None: ...
 
 
 class UnitOfWorkFactory(Protocol):
     def __call__(self, *, read_only: bool = False) -> AbstractContextManager[UnitOfWork]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEvent:
+    """An outbox row waiting to be published: one CloudEvent for one Kafka record."""
+
+    id: uuid.UUID  # the CloudEvent id
+    topic: str
+    record_key: str  # Kafka record key (the booking id: per-booking ordering)
+    event_type: str
+    event_source: str
+    event_time: datetime
+    payload: bytes  # the JSON document, exactly as stored
+    created_at: datetime
+    attempts: int = 0
+
+
+class EventPublisher(Protocol):
+    """Publishes outbox events (`boxoffice.adapters.kafka.KafkaEventPublisher`)."""
+
+    def available(self) -> bool:
+        """False while the publisher fails fast (its circuit breaker is open)."""
+        ...
+
+    def publish(self, events: Sequence[PendingEvent]) -> list[BaseException | None]:
+        """Send `events` and wait for the broker's acks: one outcome per event, in order
+        (None when acknowledged, else the error). Never raises for a delivery failure."""
+        ...
+
+    def close(self) -> None: ...
+
+
+# -- bookings (create_booking) ------------------------------------------------------------------
+
+
+class BookingRepository(Protocol):
+    """Bookings and the seats they hold. Every write is guarded in SQL (docs/adr/0002)."""
+
+    def event_for_sale(self, event_id: uuid.UUID) -> EventForSale | None:
+        """The event's price and status, share-locked until commit (no cancel mid-purchase)."""
+        ...
+
+    def add_customer_tickets(
+        self, customer_id: uuid.UUID, event_id: uuid.UUID, quantity: int, limit: int
+    ) -> bool:
+        """Count `quantity` more tickets for the customer; False if that would pass `limit`."""
+        ...
+
+    def remove_customer_tickets(
+        self, customer_id: uuid.UUID, event_id: uuid.UUID, quantity: int
+    ) -> None: ...
+
+    def reserve_on_one_shard(self, event_id: uuid.UUID, quantity: int, start: int) -> int | None:
+        """Take seats from one unlocked shard with room (SKIP LOCKED, from `start`): the shard,
+        or None when no unlocked shard has room."""
+        ...
+
+    def free_seats(self, event_id: uuid.UUID) -> int:
+        """Committed free seats of the event over all shards (no locks)."""
+        ...
+
+    def lock_free_seats(self, event_id: uuid.UUID) -> dict[int, int]:
+        """Lock every shard of the event in shard order; free seats by shard."""
+        ...
+
+    def take_seats(self, event_id: uuid.UUID, allocations: list[Allocation]) -> None:
+        """Guarded `sold + n <= capacity` writes on shards this transaction has locked."""
+        ...
+
+    def return_seats(self, event_id: uuid.UUID, allocations: list[Allocation]) -> None:
+        """Lock the shards in shard order and give the seats back."""
+        ...
+
+    def add(
+        self,
+        booking_id: uuid.UUID,
+        customer_id: uuid.UUID,
+        event_id: uuid.UUID,
+        quantity: int,
+        unit_price: Money,
+        allocations: list[Allocation],
+    ) -> Booking:
+        """Insert a PENDING booking and its allocations; the stored booking."""
+        ...
+
+    def get(self, booking_id: uuid.UUID, *, for_update: bool = False) -> Booking | None: ...
+    def allocations(self, booking_id: uuid.UUID) -> list[Allocation]: ...
+    def list_for_customer(
+        self,
+        customer_id: uuid.UUID,
+        limit: int,
+        after: tuple[datetime, uuid.UUID] | None,
+    ) -> list[Booking]:
+        """Newest first (created_at descending, then id)."""
+        ...
+
+    def mark_cancelled(self, booking_id: uuid.UUID) -> Booking: ...
+    def event_started(self, event_id: uuid.UUID) -> bool: ...
+
+
+class IdempotencyStore(Protocol):
+    def claim(
+        self, scope: str, key: str, request_hash: str, ttl_hours: int
+    ) -> IdempotencyRecord | None:
+        """Claim `key` for this transaction: None when claimed (new, or expired and reused);
+        else the record of the earlier request. Raises IdempotencyKeyInUse while an earlier
+        request with the key is still in flight."""
+        ...
+
+    def complete(self, scope: str, key: str, response: StoredResponse) -> None: ...
+
+
+class OutboxWriter(Protocol):
+    def add(self, message: OutboxMessage) -> None:
+        """Insert an outbox row in the current transaction."""
+        ...
+
+
+class OutboxNotifier(Protocol):
+    """Called after a commit that wrote outbox rows, so the relay can publish without waiting
+    for its next poll. Best effort: the relay's poll publishes the rows anyway."""
+
+    def kick(self) -> None: ...
+
+
+class NoopOutboxNotifier:
+    def kick(self) -> None:
+        return None
+
+
+class BookingUnitOfWork(UnitOfWork, Protocol):
+    @property
+    def bookings(self) -> BookingRepository: ...
+    @property
+    def idempotency(self) -> IdempotencyStore: ...
+    @property
+    def outbox(self) -> OutboxWriter: ...
+
+
+class BookingUnitOfWorkFactory(Protocol):
+    def __call__(self, *, read_only: bool = False) -> AbstractContextManager[BookingUnitOfWork]: ...

@@ -60,5 +60,55 @@ BREAKER_STATE = Gauge(
 )
 
 
+# Transactional outbox relay (services/relay.py).
+OUTBOX_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
+OUTBOX_PUBLISHED = Counter(
+    "boxoffice_outbox_published",
+    "Outbox events acknowledged by Kafka and marked published.",
+    registry=REGISTRY,
+)
+OUTBOX_PUBLISH_FAILURES = Counter(
+    "boxoffice_outbox_publish_failures",
+    "Outbox events whose publication failed (left for the next pass).",
+    registry=REGISTRY,
+)
+OUTBOX_BACKLOG = Gauge(
+    "boxoffice_outbox_backlog",
+    "Outbox events not yet published (as last measured by this process's relay).",
+    registry=REGISTRY,
+)
+OUTBOX_OLDEST_AGE = Gauge(
+    "boxoffice_outbox_oldest_age_seconds",
+    "Age of the oldest unpublished outbox event (0 when none).",
+    registry=REGISTRY,
+)
+OUTBOX_PUBLISH_LATENCY = Histogram(
+    "boxoffice_outbox_publish_latency_seconds",
+    "Time from an outbox event's creation (created_at) to its acknowledgement by Kafka.",
+    buckets=OUTBOX_BUCKETS,
+    registry=REGISTRY,
+)
+
+
+# Bookings (create_booking).
+BOOKINGS = Counter(
+    "boxoffice_bookings",
+    "POST /bookings outcomes: created, replayed (stored response of an Idempotency-Key sent "
+    "again), sold_out, limit_exceeded, rejected (any other refusal).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+TICKETS_RESERVED = Counter(
+    "boxoffice_tickets_reserved",
+    "Tickets reserved by created bookings.",
+    registry=REGISTRY,
+)
+TICKETS_RELEASED = Counter(
+    "boxoffice_tickets_released",
+    "Tickets given back to the inventory by cancelled bookings.",
+    registry=REGISTRY,
+)
+
+
 def exposition() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from boxoffice.domain.bookings import Booking
 from boxoffice.domain.catalogue import Event, Venue
 from boxoffice.domain.customers import Customer
 
@@ -44,4 +45,17 @@ def customer_json(customer: Customer) -> dict[str, Any]:
             "city": p.address.city,
             "country": p.address.country,
         },
+    }
+
+
+def booking_json(booking: Booking) -> dict[str, Any]:
+    return {
+        "id": str(booking.id),
+        "eventId": str(booking.event_id),
+        "status": booking.status.value,
+        "quantity": booking.quantity,
+        "unitPrice": booking.unit_price.to_json(),
+        "total": booking.total.to_json(),
+        "createdAt": booking.created_at.isoformat(),
+        "cancelledAt": booking.cancelled_at.isoformat() if booking.cancelled_at else None,
     }

@@ -1,0 +1,139 @@
+"""create_booking: book tickets, and read, list and cancel your bookings.
+
+Routes (role `customer`): POST /bookings (header Idempotency-Key required), GET /bookings,
+GET /bookings/{bookingId} (admins: any booking), DELETE /bookings/{bookingId}.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import functions_framework
+from flask import Request, Response
+
+from boxoffice import errors
+from boxoffice.bootstrap import container, function_app
+from boxoffice.domain.bookings import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    Booking,
+    StoredResponse,
+    decode_cursor,
+    encode_cursor,
+    request_hash,
+    valid_idempotency_key,
+)
+from boxoffice.domain.identity import CUSTOMER_ROLE, Principal
+from boxoffice.errors import FieldError
+from boxoffice.services import bookings
+from boxoffice.web import metrics
+from boxoffice.web import validation as v
+from boxoffice.web.app import RequestContext, json_response
+from boxoffice.web.render import booking_json
+
+app = function_app("create_booking")
+PRIVATE = {"Cache-Control": "private, no-store"}
+OUTCOMES: dict[type[errors.BoxofficeError], str] = {
+    errors.SoldOut: "sold_out",
+    errors.TicketLimitExceeded: "limit_exceeded",
+}
+
+
+def _created(booking: Booking) -> StoredResponse:
+    return StoredResponse(201, {"Location": f"/bookings/{booking.id}"}, booking_json(booking))
+
+
+def _idempotency_key(request: Request) -> str:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        raise errors.IdempotencyKeyRequired("send an Idempotency-Key header (e.g. a UUID)")
+    if not valid_idempotency_key(key):
+        raise errors.InvalidParameter(
+            [FieldError("Idempotency-Key", "must be 1 to 255 visible ASCII characters")]
+        )
+    return key
+
+
+def _book(ctx: RequestContext) -> bookings.Created:
+    principal = ctx.principal(CUSTOMER_ROLE)
+    key = _idempotency_key(ctx.request)
+    body = v.json_body(ctx.request, "BookingInput")
+    request = bookings.BookingRequest(
+        event_id=uuid.UUID(body["eventId"]),
+        quantity=body["ticketCount"],
+        idempotency_key=key,
+        request_hash=request_hash("POST", "/bookings", body),
+    )
+    c = container()
+    policy = bookings.BookingPolicy.from_settings(c.settings)
+    return bookings.create_booking(c.uow, c.outbox_notifier, policy, principal, request, _created)
+
+
+@app.route("/bookings", methods=["POST"])
+def create_booking(ctx: RequestContext) -> Response:
+    try:
+        result = _book(ctx)
+    except errors.BoxofficeError as exc:
+        if exc.status < 500:
+            metrics.BOOKINGS.labels(OUTCOMES.get(type(exc), "rejected")).inc()
+        raise
+    headers = {**result.response.headers, **PRIVATE}
+    if result.booking is None:
+        metrics.BOOKINGS.labels("replayed").inc()
+        headers["Idempotent-Replayed"] = "true"
+    else:
+        metrics.BOOKINGS.labels("created").inc()
+        metrics.TICKETS_RESERVED.inc(result.booking.quantity)
+    return json_response(result.response.body, result.response.status, headers)
+
+
+@app.route("/bookings", methods=["GET"])
+def list_bookings(ctx: RequestContext) -> Response:
+    principal = ctx.principal(CUSTOMER_ROLE)
+    r = ctx.request
+    v.reject_unknown_query(r, {"limit", "cursor"})
+    cursor = r.args.get("cursor")
+    try:
+        after = decode_cursor(cursor) if cursor else None
+    except ValueError as exc:
+        raise errors.InvalidParameter([FieldError("cursor", "not a cursor from this API")]) from exc
+    limit = v.query_int(r, "limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+    page = bookings.list_bookings(container().uow, principal, limit, after)
+    next_cursor = encode_cursor(page.items[-1]) if page.has_more else None
+    body = {"items": [booking_json(b) for b in page.items], "nextCursor": next_cursor}
+    return json_response(body, headers=PRIVATE)
+
+
+def _reader(ctx: RequestContext) -> Principal:
+    principal = ctx.principal()
+    return principal if principal.is_admin else ctx.principal(CUSTOMER_ROLE)
+
+
+@app.route("/bookings/<booking_id>", methods=["GET"])
+def get_booking(ctx: RequestContext, booking_id: str) -> Response:
+    principal = _reader(ctx)
+    booking = bookings.get_booking(
+        container().uow, principal, v.parse_uuid(booking_id, "bookingId")
+    )
+    return json_response(booking_json(booking), headers=PRIVATE)
+
+
+@app.route("/bookings/<booking_id>", methods=["DELETE"])
+def cancel_booking(ctx: RequestContext, booking_id: str) -> Response:
+    principal = ctx.principal(CUSTOMER_ROLE)
+    c = container()
+    result = bookings.cancel_booking(
+        c.uow,
+        c.outbox_notifier,
+        bookings.BookingPolicy.from_settings(c.settings),
+        principal,
+        v.parse_uuid(booking_id, "bookingId"),
+    )
+    if result.changed:
+        metrics.TICKETS_RELEASED.inc(result.booking.quantity)
+    return json_response(booking_json(result.booking), headers=PRIVATE)
+
+
+@functions_framework.http
+def handler(request: Request) -> Response:
+    return app.handle(request)

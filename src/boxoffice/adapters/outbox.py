@@ -1,0 +1,106 @@
+"""PostgreSQL side of the outbox relay: claim unpublished rows, mark them published or failed.
+
+A claim is one transaction: the rows are locked `FOR UPDATE SKIP LOCKED` (another relay skips
+them instead of waiting or publishing them too), sent by the caller, then marked in the same
+transaction. If anything fails before the commit, the rollback (or the dropped connection of a
+killed process) unlocks them, still unpublished, for the next pass.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from boxoffice.adapters.postgres import Conn, Database
+from boxoffice.services.ports import PendingEvent
+
+# Oldest first, and only the oldest unpublished row of each (topic, record key): a later event
+# of a booking (cancelled) is never claimed, by this relay or a concurrent one, while an earlier
+# one (created) is still unpublished, so per-booking order on the topic holds even across relays.
+_CLAIM = """
+SELECT o.id, o.topic, o.record_key, o.event_type, o.event_source, o.event_time,
+       o.payload::text, o.created_at, o.attempts
+  FROM outbox o
+ WHERE o.published_at IS NULL
+   AND (%(topics)s::text[] IS NULL OR o.topic = ANY(%(topics)s::text[]))
+   AND NOT EXISTS (
+       SELECT 1 FROM outbox e
+        WHERE e.published_at IS NULL
+          AND e.topic = o.topic AND e.record_key = o.record_key
+          AND (e.created_at, e.id) < (o.created_at, o.id))
+ ORDER BY o.created_at, o.id
+ LIMIT %(limit)s
+ FOR UPDATE OF o SKIP LOCKED
+"""
+
+_MARK_PUBLISHED = """
+UPDATE outbox SET published_at = clock_timestamp()
+ WHERE id = ANY(%s::uuid[]) AND published_at IS NULL
+RETURNING EXTRACT(EPOCH FROM clock_timestamp() - created_at)::float8
+"""
+
+_MARK_FAILED = "UPDATE outbox SET attempts = attempts + 1 WHERE id = ANY(%s::uuid[])"
+
+_BACKLOG = """
+SELECT count(*),
+       COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - min(created_at))::float8, 0)
+  FROM outbox
+ WHERE published_at IS NULL
+   AND (%(topics)s::text[] IS NULL OR topic = ANY(%(topics)s::text[]))
+"""
+
+
+def _event(row: tuple[Any, ...]) -> PendingEvent:
+    return PendingEvent(
+        id=row[0],
+        topic=row[1],
+        record_key=row[2],
+        event_type=row[3],
+        event_source=row[4],
+        event_time=row[5],
+        payload=row[6].encode(),
+        created_at=row[7],
+        attempts=row[8],
+    )
+
+
+class PostgresOutboxBatch:
+    def __init__(self, conn: Conn, events: list[PendingEvent]) -> None:
+        self._conn = conn
+        self.events = events
+
+    def mark_published(self, ids: Sequence[uuid.UUID]) -> list[float]:
+        """Mark acknowledged rows published; returns each one's seconds since created_at."""
+        if not ids:
+            return []
+        rows = self._conn.execute(_MARK_PUBLISHED, (list(ids),)).fetchall()
+        return [float(r[0]) for r in rows]
+
+    def mark_failed(self, ids: Sequence[uuid.UUID]) -> None:
+        if ids:
+            self._conn.execute(_MARK_FAILED, (list(ids),))
+
+
+class PostgresOutbox:
+    """`OutboxStore` on the shared `Database`. `topics` limits a relay to some topics
+    (None: every topic), e.g. `python -m boxoffice.relay --topic booking`."""
+
+    def __init__(self, database: Database, topics: Sequence[str] | None = None) -> None:
+        self._db = database
+        self._topics = list(topics) if topics is not None else None
+
+    @contextmanager
+    def claim(self, limit: int) -> Iterator[PostgresOutboxBatch]:
+        """Lock up to `limit` publishable rows; commit on normal exit, roll back on error."""
+        with self._db.connection() as conn:
+            rows = conn.execute(_CLAIM, {"topics": self._topics, "limit": limit}).fetchall()
+            yield PostgresOutboxBatch(conn, [_event(r) for r in rows])
+
+    def backlog(self) -> tuple[int, float]:
+        """(unpublished rows, age in seconds of the oldest one)."""
+        with self._db.connection() as conn:
+            row = conn.execute(_BACKLOG, {"topics": self._topics}).fetchone()
+        assert row is not None
+        return int(row[0]), float(row[1])

@@ -1,0 +1,206 @@
+"""The outbox relay: publishes committed outbox rows to Kafka, at least once, in order per key.
+
+`OutboxRelay.publish_pending(limit)` is one pass: claim unpublished rows (`FOR UPDATE SKIP
+LOCKED`, so concurrent relays never publish the same row at once), send them, wait for the
+broker's acks, and mark them published (or count a failed attempt) in the same transaction.
+A crash between the send and the commit re-publishes the rows later: consumers de-duplicate
+on the CloudEvent id / booking id (docs/adr/0005-outbox-relay.md).
+
+`BackgroundRelay` is the `OutboxNotifier` the booking service calls after each commit: `kick()`
+wakes a daemon thread (started on the first kick, never at import) that publishes at once, and
+that also sweeps every `BOXOFFICE_OUTBOX_SWEEP_SECONDS` for anything left behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Protocol
+
+from boxoffice.services.ports import EventPublisher, PendingEvent
+from boxoffice.web import metrics
+
+log = logging.getLogger("boxoffice.relay")
+
+DEFAULT_BATCH = 100
+
+
+class OutboxBatch(Protocol):
+    """Rows claimed (locked) by one relay pass, inside one open transaction."""
+
+    events: list[PendingEvent]
+
+    def mark_published(self, ids: Sequence[uuid.UUID]) -> list[float]:
+        """Returns the seconds from each row's created_at to now (publish latency)."""
+        ...
+
+    def mark_failed(self, ids: Sequence[uuid.UUID]) -> None: ...
+
+
+class OutboxStore(Protocol):
+    def claim(self, limit: int) -> AbstractContextManager[OutboxBatch]:
+        """Lock up to `limit` publishable rows; commit on normal exit, roll back on error."""
+        ...
+
+    def backlog(self) -> tuple[int, float]:
+        """(unpublished rows, age in seconds of the oldest one)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PassResult:
+    claimed: int = 0
+    published: int = 0
+    failed: int = 0
+    skipped: bool = False  # the publisher was failing fast (breaker open): nothing claimed
+
+
+class OutboxRelay:
+    """One relay: `store` (the outbox table) -> `publisher` (Kafka).
+
+    `after_send` is a test seam: called after the acks and before the commit (to simulate a
+    crash in the one window where a row can be published twice).
+    """
+
+    def __init__(
+        self,
+        store: OutboxStore,
+        publisher: EventPublisher,
+        *,
+        after_send: Callable[[Sequence[PendingEvent]], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.publisher = publisher
+        self._after_send = after_send
+
+    def publish_pending(self, limit: int = DEFAULT_BATCH) -> PassResult:
+        if not self.publisher.available():
+            return PassResult(skipped=True)
+        with self.store.claim(limit) as batch:
+            events = batch.events
+            if not events:
+                return PassResult()
+            outcomes = self.publisher.publish(events)
+            if self._after_send is not None:
+                self._after_send(events)
+            ok = [e.id for e, o in zip(events, outcomes, strict=True) if o is None]
+            failed = [e for e, o in zip(events, outcomes, strict=True) if o is not None]
+            latencies = batch.mark_published(ok)
+            batch.mark_failed([e.id for e in failed])
+        # Counted after the commit: a pass that dies before it published nothing.
+        metrics.OUTBOX_PUBLISHED.inc(len(ok))
+        for seconds in latencies:
+            metrics.OUTBOX_PUBLISH_LATENCY.observe(max(0.0, seconds))
+        if failed:
+            metrics.OUTBOX_PUBLISH_FAILURES.inc(len(failed))
+            first = next(o for o in outcomes if o is not None)
+            log.warning(
+                "outbox: %d of %d events not published (will retry): %r",
+                len(failed),
+                len(events),
+                first,
+            )
+        return PassResult(claimed=len(events), published=len(ok), failed=len(failed))
+
+    def drain(self, limit: int = DEFAULT_BATCH, max_passes: int = 1000) -> PassResult:
+        """Pass after pass while full batches go out; stops at the first failure or when the
+        publisher fails fast. Returns the totals."""
+        claimed = published = failed = 0
+        skipped = False
+        for _ in range(max_passes):
+            result = self.publish_pending(limit)
+            claimed += result.claimed
+            published += result.published
+            failed += result.failed
+            skipped = result.skipped
+            if result.skipped or result.failed or result.claimed == 0:
+                break
+            # A short batch normally means the backlog is empty; but rows of a key whose
+            # predecessor was just published become claimable only now, so pass again.
+        return PassResult(claimed, published, failed, skipped)
+
+    def measure_backlog(self) -> tuple[int, float]:
+        count, oldest = self.store.backlog()
+        metrics.OUTBOX_BACKLOG.set(count)
+        metrics.OUTBOX_OLDEST_AGE.set(oldest)
+        return count, oldest
+
+
+class BackgroundRelay:
+    """`OutboxNotifier`: `kick()` after a commit wakes a daemon thread that drains the outbox;
+    the thread also sweeps every `sweep_seconds` (crash leftovers, Kafka outages)."""
+
+    def __init__(
+        self,
+        relay: OutboxRelay,
+        sweep_seconds: float = 2.0,
+        batch_size: int = DEFAULT_BATCH,
+        name: str = "boxoffice-outbox-relay",
+    ) -> None:
+        self.relay = relay
+        self._sweep = sweep_seconds
+        self._batch = batch_size
+        self._name = name
+        self._wake = threading.Event()
+        self._lock = threading.RLock()  # stop() may run in a signal handler
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()  # the stop signal of the current loop
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def kick(self) -> None:
+        """Called after each commit that wrote outbox rows. Cheap; never raises."""
+        try:
+            self.start()
+            self._wake.set()
+        except Exception:  # a notification must never fail the request
+            log.exception("outbox relay: could not wake the relay thread")
+
+    def start(self) -> None:
+        """Start the relay thread unless it runs (again after a `stop()`)."""
+        if self.running:
+            return
+        with self._lock:
+            if not self.running:
+                stop = threading.Event()
+                thread = threading.Thread(
+                    target=self._run, args=(stop,), name=self._name, daemon=True
+                )
+                self._stop, self._thread = stop, thread
+                thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the loop after its current pass (a later `kick()` starts a new thread)."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+            self._stop.set()
+        self._wake.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def run_forever(self) -> None:
+        """The standalone sweeper's loop, in the calling thread (until `stop()`)."""
+        with self._lock:
+            self._stop = stop = threading.Event()
+        self._run(stop)
+
+    def _run(self, stop: threading.Event) -> None:
+        next_measure = 0.0
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                result = self.relay.drain(self._batch)
+                now = time.monotonic()
+                if result.failed or result.skipped or now >= next_measure:
+                    self.relay.measure_backlog()
+                    next_measure = now + self._sweep
+            except Exception:  # the loop must survive a database outage
+                log.warning("outbox relay pass failed (will retry)", exc_info=True)
+            self._wake.wait(self._sweep)
