@@ -6,7 +6,9 @@ Policy (docs/adr/0003-token-verification.md):
 - access tokens only: Keycloak's `typ` claim must be `Bearer` (ID and refresh tokens are refused);
 - keys fetched lazily on first use and cached per process; an unknown `kid` triggers at most
   one refresh per `min_refresh` seconds; a failed refresh keeps the last good keys; with no
-  keys at all the caller gets 503, not 401.
+  keys at all the caller gets 503, not 401;
+- fetches go through a circuit breaker (docs/adr/0006-resilience.md): while it is open no fetch
+  is attempted, the cached keys keep serving, and with none the caller gets 503 at once.
 """
 
 from __future__ import annotations
@@ -21,11 +23,18 @@ from typing import Any
 import jwt
 
 from boxoffice import errors
+from boxoffice.adapters.resilience import Breaker
 from boxoffice.domain.identity import Principal
 from boxoffice.web import metrics
 
 ALGORITHM = "RS256"
 EMPTY_CACHE_RETRY_SECONDS = 1.0
+DEPENDENCY = "jwks"
+
+
+def fetch_failure(exc: BaseException) -> bool:
+    """Every failed fetch or unusable document counts against the JWKS breaker."""
+    return isinstance(exc, Exception) and not isinstance(exc, errors.ServiceUnavailable)
 
 
 def fetch_jwks(url: str, timeout: float) -> dict[str, Any]:
@@ -43,8 +52,11 @@ class JwksCache:
         timeout: float = 3.0,
         fetch: Callable[[str, float], dict[str, Any]] = fetch_jwks,
         clock: Callable[[], float] = time.monotonic,
+        breaker: Breaker | None = None,
     ) -> None:
         self._url = url
+        self._breaker = breaker or Breaker(DEPENDENCY, fetch_failure)
+        self._open_retry_after: str | None = None  # set while the breaker refuses fetches
         self._min_refresh = min_refresh
         self._timeout = timeout
         self._fetch = fetch
@@ -65,9 +77,10 @@ class JwksCache:
         if found is not None:
             return found
         if not self._keys:
-            raise errors.ServiceUnavailable(
-                "signing keys are unavailable; try again", retry_after=1
-            )
+            refused = errors.ServiceUnavailable("signing keys are unavailable; try again")
+            if self._open_retry_after is not None:  # the breaker is open: say for how long
+                refused.headers["Retry-After"] = self._open_retry_after
+            raise refused
         metrics.TOKENS_REJECTED.labels("unknown_kid").inc()
         raise errors.InvalidToken("token signed with an unknown key")
 
@@ -79,13 +92,19 @@ class JwksCache:
 
     def _refresh(self) -> None:
         self._last_attempt = self._clock()
+        self._open_retry_after = None
         try:
-            document = self._fetch(self._url, self._timeout)
-            keys = {
-                str(k["kid"]): jwt.PyJWK.from_dict(k)
-                for k in document.get("keys", [])
-                if k.get("kid") and k.get("kty") == "RSA" and k.get("use", "sig") == "sig"
-            }
+            with self._breaker.guard():
+                document = self._fetch(self._url, self._timeout)
+                keys = {
+                    str(k["kid"]): jwt.PyJWK.from_dict(k)
+                    for k in document.get("keys", [])
+                    if k.get("kid") and k.get("kty") == "RSA" and k.get("use", "sig") == "sig"
+                }
+        except errors.ServiceUnavailable as open_breaker:  # failing fast: no fetch attempted
+            self._open_retry_after = open_breaker.headers["Retry-After"]
+            metrics.JWKS_REFRESHES.labels("skipped").inc()
+            return
         except Exception:  # noqa: BLE001 - any fetch/parse failure keeps the last good keys
             metrics.JWKS_REFRESHES.labels("failure").inc()
             return

@@ -26,16 +26,41 @@ from boxoffice.adapters.postgres_bookings import (
     PostgresIdempotency,
     PostgresOutboxWriter,
 )
+from boxoffice.adapters.resilience import Breaker
 from boxoffice.domain.catalogue import Event, EventQuery, Venue, resize_shards
 from boxoffice.domain.customers import Address, Customer, Profile
 from boxoffice.domain.money import Money
 
 Conn = psycopg.Connection[TupleRow]
 
+DEPENDENCY = "database"
+# OperationalErrors raised by a reachable server about one statement or transaction (statement
+# or lock timeout, deadlock, serialization failure): not evidence that the database is down.
+_STATEMENT_LEVEL = (
+    psycopg.errors.QueryCanceled,
+    psycopg.errors.LockNotAvailable,
+    psycopg.errors.TransactionRollback,
+    psycopg.errors.SerializationFailure,
+    psycopg.errors.DeadlockDetected,
+)
+
+
+def connection_failure(exc: BaseException) -> bool:
+    """What counts against the database breaker: no pooled connection in time, or a
+    connection-level OperationalError (refused, dropped, server shutting down...)."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    return isinstance(exc, psycopg.OperationalError) and not isinstance(exc, _STATEMENT_LEVEL)
+
 
 class Database:
     def __init__(
-        self, url: str, min_size: int = 1, max_size: int = 10, timeout: float = 3.0
+        self,
+        url: str,
+        min_size: int = 1,
+        max_size: int = 10,
+        timeout: float = 3.0,
+        breaker: Breaker | None = None,
     ) -> None:
         self._url = url
         self._min = min_size
@@ -43,6 +68,8 @@ class Database:
         self._timeout = timeout
         self._pool: ConnectionPool[Conn] | None = None
         self._lock = threading.Lock()
+        # Opened by consecutive connection-level failures only (docs/adr/0006-resilience.md).
+        self.breaker = breaker or Breaker(DEPENDENCY, connection_failure)
 
     def _get_pool(self) -> ConnectionPool[Conn]:
         if self._pool is None:
@@ -72,7 +99,8 @@ class Database:
     def connection(self) -> Iterator[Conn]:
         """A pooled connection inside a transaction (commit on success, rollback on error)."""
         try:
-            with self._get_pool().connection() as conn:
+            # While the breaker is open this raises ServiceUnavailable before touching the pool.
+            with self.breaker.guard(), self._get_pool().connection() as conn:
                 yield conn
         except PoolTimeout as exc:
             raise errors.ServiceUnavailable(
