@@ -7,6 +7,7 @@ GET /bookings/{bookingId} (admins: any booking), DELETE /bookings/{bookingId}.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import functions_framework
 from flask import Request, Response
@@ -25,11 +26,11 @@ from boxoffice.domain.bookings import (
 )
 from boxoffice.domain.identity import CUSTOMER_ROLE, Principal
 from boxoffice.errors import FieldError
-from boxoffice.services import bookings
+from boxoffice.services import bookings, orders
 from boxoffice.web import metrics
 from boxoffice.web import validation as v
 from boxoffice.web.app import RequestContext, json_response
-from boxoffice.web.render import booking_json
+from boxoffice.web.render import booking_json, booking_with_order_json
 
 app = function_app("create_booking")
 PRIVATE = {"Cache-Control": "private, no-store"}
@@ -100,8 +101,24 @@ def list_bookings(ctx: RequestContext) -> Response:
     limit = v.query_int(r, "limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
     page = bookings.list_bookings(container().uow, principal, limit, after)
     next_cursor = encode_cursor(page.items[-1]) if page.has_more else None
-    body = {"items": [booking_json(b) for b in page.items], "nextCursor": next_cursor}
+    views = _order_views([b.id for b in page.items])
+    body = {"items": [_with_order(b, views) for b in page.items], "nextCursor": next_cursor}
     return json_response(body, headers=PRIVATE)
+
+
+def _order_views(booking_ids: list[uuid.UUID]) -> dict[uuid.UUID, orders.OrderView]:
+    """Orders of bookings already authorised for the caller (docs/adr/0007)."""
+    c = container()
+    return orders.order_views(
+        c.order_uow, c.document_store, booking_ids, c.settings.ticket_link_seconds
+    )
+
+
+def _with_order(booking: Booking, views: dict[uuid.UUID, orders.OrderView]) -> dict[str, Any]:
+    view = views.get(booking.id)
+    return booking_with_order_json(
+        booking, view.order if view else None, view.document_url if view else None
+    )
 
 
 def _reader(ctx: RequestContext) -> Principal:
@@ -115,7 +132,7 @@ def get_booking(ctx: RequestContext, booking_id: str) -> Response:
     booking = bookings.get_booking(
         container().uow, principal, v.parse_uuid(booking_id, "bookingId")
     )
-    return json_response(booking_json(booking), headers=PRIVATE)
+    return json_response(_with_order(booking, _order_views([booking.id])), headers=PRIVATE)
 
 
 @app.route("/bookings/<booking_id>", methods=["DELETE"])

@@ -10,12 +10,18 @@ from contextlib import AbstractContextManager
 
 from flask import Request
 
+from boxoffice.adapters import keycloak, postgres
 from boxoffice.adapters.kafka import KafkaEventPublisher
 from boxoffice.adapters.keycloak import JwksCache, JwtVerifier
 from boxoffice.adapters.outbox import PostgresOutbox
 from boxoffice.adapters.postgres import Database, PostgresUnitOfWork
+from boxoffice.adapters.postgres_orders import OrderUnitOfWorks
+from boxoffice.adapters.resilience import Breaker, FailurePredicate
+from boxoffice.adapters.s3 import S3DocumentStore
 from boxoffice.config import Settings
 from boxoffice.domain.identity import Principal
+from boxoffice.domain.orders import signing_key
+from boxoffice.services.orders import DocumentSweeper
 from boxoffice.services.ports import OutboxNotifier
 from boxoffice.services.relay import BackgroundRelay, OutboxRelay
 from boxoffice.web.app import FunctionApp
@@ -30,25 +36,48 @@ class Container:
     def settings(self) -> Settings:
         return self._given or Settings.from_env()
 
+    def _breaker(self, dependency: str, is_failure: FailurePredicate) -> Breaker:
+        s = self.settings
+        return Breaker(
+            dependency,
+            is_failure,
+            failure_threshold=s.breaker_failure_threshold,
+            recovery_timeout=s.breaker_open_seconds,
+        )
+
     @functools.cached_property
     def database(self) -> Database:
         s = self.settings
-        return Database(s.database_url, s.db_pool_min, s.db_pool_max, s.db_timeout)
+        breaker = self._breaker(postgres.DEPENDENCY, postgres.connection_failure)
+        return Database(s.database_url, s.db_pool_min, s.db_pool_max, s.db_timeout, breaker)
 
     @functools.cached_property
     def token_verifier(self) -> JwtVerifier:
         s = self.settings
-        keys = JwksCache(s.jwks_url, min_refresh=s.jwks_min_refresh, timeout=s.db_timeout)
+        keys = JwksCache(
+            s.jwks_url,
+            min_refresh=s.jwks_min_refresh,
+            timeout=s.db_timeout,
+            breaker=self._breaker(keycloak.DEPENDENCY, keycloak.fetch_failure),
+        )
         return JwtVerifier(keys, s.oidc_issuer, s.oidc_audience, s.jwt_leeway)
 
     @functools.cached_property
     def event_publisher(self) -> KafkaEventPublisher:
         """Kafka producer behind a breaker; it connects on the first publish, not here."""
-        return KafkaEventPublisher(self.settings.kafka_bootstrap_servers)
+        s = self.settings
+        return KafkaEventPublisher(
+            s.kafka_bootstrap_servers,
+            failure_threshold=s.breaker_failure_threshold,
+            recovery_timeout=s.breaker_open_seconds,
+        )
 
     @functools.cached_property
     def outbox_relay(self) -> OutboxRelay:
-        return OutboxRelay(PostgresOutbox(self.database), self.event_publisher)
+        # Only the topic this process writes: outbox rows of other topics (another service's,
+        # or a test's) are left to the relays that own them.
+        topics = [self.settings.booking_topic]
+        return OutboxRelay(PostgresOutbox(self.database, topics), self.event_publisher)
 
     @functools.cached_property
     def outbox_relay_worker(self) -> BackgroundRelay:
@@ -60,6 +89,37 @@ class Container:
     def outbox_notifier(self) -> OutboxNotifier:
         """Told after each commit that wrote outbox rows (create_booking)."""
         return self.outbox_relay_worker
+
+    # -- order processing (consume_order) and ticket documents ---------------------------------
+
+    @functools.cached_property
+    def order_uow(self) -> OrderUnitOfWorks:
+        """Transactions of order processing (orders, tickets, consumed events, documents)."""
+        return OrderUnitOfWorks(self.database)
+
+    @functools.cached_property
+    def ticket_signing_key(self) -> bytes:
+        """The HMAC key of ticket codes; ConfigurationError (503) when unset or too short."""
+        return signing_key(self.settings.ticket_signing_key)
+
+    @functools.cached_property
+    def document_store(self) -> S3DocumentStore:
+        """S3 client for ticket documents; built here, connects on first use."""
+        s = self.settings
+        return S3DocumentStore(
+            s.s3_bucket,
+            endpoint_url=s.s3_endpoint_url,
+            region=s.s3_region,
+            access_key_id=s.s3_access_key_id,
+            secret_access_key=s.s3_secret_access_key,
+        )
+
+    @functools.cached_property
+    def document_sweeper(self) -> DocumentSweeper:
+        """Retries pending ticket documents in the background (started on first request)."""
+        return DocumentSweeper(
+            self.order_uow, self.document_store, self.settings.ticket_document_sweep_seconds
+        )
 
     def uow(self, *, read_only: bool = False) -> AbstractContextManager[PostgresUnitOfWork]:
         return self.database.unit_of_work(read_only=read_only)

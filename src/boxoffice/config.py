@@ -52,9 +52,25 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
     "BOXOFFICE_TICKET_SIGNING_KEY": ("", "HMAC key for ticket codes (required by consume_order)."),
     "BOXOFFICE_S3_ENDPOINT_URL": ("", "S3 endpoint (empty: AWS default)."),
     "BOXOFFICE_S3_BUCKET": ("boxoffice-tickets", "Bucket of ticket documents."),
+    "BOXOFFICE_S3_REGION": ("us-east-1", "Region of the S3 endpoint (request signing)."),
+    "BOXOFFICE_S3_ACCESS_KEY_ID": ("", "S3 access key id (empty: boto3's credential chain)."),
+    "BOXOFFICE_S3_SECRET_ACCESS_KEY": ("", "S3 secret key (empty: boto3's credential chain)."),
+    "BOXOFFICE_TICKET_LINK_SECONDS": ("300", "Lifetime of presigned ticket document links."),
+    "BOXOFFICE_TICKET_DOCUMENT_SWEEP_SECONDS": (
+        "15",
+        "consume_order: seconds between retries of ticket documents not yet stored in S3.",
+    ),
     "BOXOFFICE_OUTBOX_SWEEP_SECONDS": (
         "2",
         "Outbox relay: seconds between sweeps for unpublished events.",
+    ),
+    "BOXOFFICE_BREAKER_FAILURE_THRESHOLD": (
+        "4",
+        "Consecutive failures of a dependency (database, Kafka, JWKS) that open its breaker.",
+    ),
+    "BOXOFFICE_BREAKER_OPEN_SECONDS": (
+        "5",
+        "How long an open circuit breaker fails fast before one trial call.",
     ),
 }
 
@@ -116,6 +132,13 @@ class Settings:
     s3_endpoint_url: str
     s3_bucket: str
     outbox_sweep_seconds: float = 2.0
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str = ""
+    s3_secret_access_key: str = ""
+    ticket_link_seconds: int = 300
+    ticket_document_sweep_seconds: float = 15.0
+    breaker_failure_threshold: int = 4
+    breaker_open_seconds: float = 5.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -147,4 +170,11 @@ class Settings:
             s3_endpoint_url=_get(e, "BOXOFFICE_S3_ENDPOINT_URL"),
             s3_bucket=_get(e, "BOXOFFICE_S3_BUCKET"),
             outbox_sweep_seconds=_seconds(e, "BOXOFFICE_OUTBOX_SWEEP_SECONDS"),
+            s3_region=_get(e, "BOXOFFICE_S3_REGION"),
+            s3_access_key_id=_get(e, "BOXOFFICE_S3_ACCESS_KEY_ID"),
+            s3_secret_access_key=_get(e, "BOXOFFICE_S3_SECRET_ACCESS_KEY"),
+            ticket_link_seconds=_int(e, "BOXOFFICE_TICKET_LINK_SECONDS", 1),
+            ticket_document_sweep_seconds=_seconds(e, "BOXOFFICE_TICKET_DOCUMENT_SWEEP_SECONDS"),
+            breaker_failure_threshold=_int(e, "BOXOFFICE_BREAKER_FAILURE_THRESHOLD", 1),
+            breaker_open_seconds=_seconds(e, "BOXOFFICE_BREAKER_OPEN_SECONDS"),
         )

@@ -22,6 +22,7 @@ from boxoffice.domain.bookings import (
 from boxoffice.domain.catalogue import Event, EventQuery, Venue
 from boxoffice.domain.customers import Customer, Profile
 from boxoffice.domain.money import Money
+from boxoffice.domain.orders import BookingEvent, DocumentSource, NewTicket, Order, Outcome
 
 
 class CatalogueRepository(Protocol):
@@ -219,3 +220,98 @@ class BookingUnitOfWork(UnitOfWork, Protocol):
 
 class BookingUnitOfWorkFactory(Protocol):
     def __call__(self, *, read_only: bool = False) -> AbstractContextManager[BookingUnitOfWork]: ...
+
+
+# -- orders (consume_order) ---------------------------------------------------------------------
+
+
+class OrderRepository(Protocol):
+    """Orders, tickets and the log of consumed booking events (docs/adr/0007)."""
+
+    def orders_for_bookings(self, booking_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Order]:
+        """The orders (with their tickets) of these bookings, by booking id."""
+        ...
+
+    def lock_booking(self, booking_id: uuid.UUID) -> Booking | None:
+        """The booking, locked FOR UPDATE until commit (serialises its events)."""
+        ...
+
+    def processed_outcome(self, source: str, event_id: str) -> Outcome | None:
+        """What an earlier delivery of this CloudEvent did, or None if it is new."""
+        ...
+
+    def record_event(self, event: BookingEvent, outcome: Outcome) -> None: ...
+
+    def order_for_booking(
+        self, booking_id: uuid.UUID, *, for_update: bool = False
+    ) -> Order | None: ...
+
+    def add_order(
+        self, order_id: uuid.UUID, booking_id: uuid.UUID, document_key: str
+    ) -> datetime | None:
+        """Insert the booking's order (ON CONFLICT DO NOTHING): its confirmation time, or None
+        when the booking already has one."""
+        ...
+
+    def add_tickets(self, order_id: uuid.UUID, tickets: Sequence[NewTicket]) -> None: ...
+    def confirm_booking(self, booking_id: uuid.UUID) -> None:
+        """PENDING -> CONFIRMED (a no-op for any other status)."""
+        ...
+
+    def cancel_order(self, order_id: uuid.UUID) -> None:
+        """Cancel the order and its tickets; its document is due to be stored again."""
+        ...
+
+
+class OrderUnitOfWork(Protocol):
+    @property
+    def orders(self) -> OrderRepository: ...
+    def commit(self) -> None: ...
+
+
+class OrderUnitOfWorkFactory(Protocol):
+    def __call__(self) -> AbstractContextManager[OrderUnitOfWork]: ...
+
+
+class DocumentRepository(Protocol):
+    """Ticket documents waiting for S3 (orders.document_stored_at IS NULL)."""
+
+    def claim_pending(
+        self, order_id: uuid.UUID | None = None, *, due_only: bool = True
+    ) -> DocumentSource | None:
+        """Lock one order whose document is not stored (this one, or the most overdue),
+        SKIP LOCKED; with the data its document shows."""
+        ...
+
+    def mark_stored(self, order_id: uuid.UUID) -> None: ...
+    def mark_failed(self, order_id: uuid.UUID, error: str) -> None:
+        """Count the failed attempt and push the next try back (exponential, capped)."""
+        ...
+
+    def pending_count(self) -> int: ...
+
+
+class DocumentUnitOfWork(Protocol):
+    @property
+    def documents(self) -> DocumentRepository: ...
+    def commit(self) -> None: ...
+
+
+class DocumentUnitOfWorkFactory(Protocol):
+    def __call__(self) -> AbstractContextManager[DocumentUnitOfWork]: ...
+
+
+class DocumentStore(Protocol):
+    """Object storage for ticket documents (S3)."""
+
+    def put(self, key: str, body: bytes) -> None:
+        """Store `body` under `key`; raises DocumentStoreError when it could not."""
+        ...
+
+    def link(self, key: str, seconds: int) -> str:
+        """A presigned GET URL valid for `seconds` (no network call)."""
+        ...
+
+
+class DocumentStoreError(Exception):
+    """The document store refused or could not be reached."""

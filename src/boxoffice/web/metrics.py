@@ -110,5 +110,54 @@ TICKETS_RELEASED = Counter(
 )
 
 
+# Order processing (consume_order).
+ORDER_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
+ORDER_EVENTS = Counter(
+    "boxoffice_order_events",
+    "Booking CloudEvents consume_order processed, by outcome: confirmed, "
+    "skipped_booking_cancelled, order_cancelled, no_order_to_cancel, or redelivery (already "
+    "applied: nothing changed).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+ORDERS_CONFIRMED = Counter(
+    "boxoffice_orders_confirmed",
+    "Orders created (one per booking) with their tickets; the booking is CONFIRMED.",
+    registry=REGISTRY,
+)
+ORDER_DUPLICATES = Counter(
+    "boxoffice_order_duplicates",
+    "Booking CloudEvents delivered again and ignored (already applied).",
+    registry=REGISTRY,
+)
+TICKETS_ISSUED = Counter(
+    "boxoffice_tickets_issued",
+    "Tickets issued by confirmed orders.",
+    registry=REGISTRY,
+)
+ORDER_PROCESSING = Histogram(
+    "boxoffice_order_processing_seconds",
+    "Time to process one booking CloudEvent (parse, transaction, commit).",
+    buckets=LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+BOOKING_TO_ORDER = Histogram(
+    "boxoffice_booking_to_order_seconds",
+    "Time from a booking.created CloudEvent's `time` to its order's commit.",
+    buckets=ORDER_BUCKETS,
+    registry=REGISTRY,
+)
+TICKET_DOCUMENT_FAILURES = Counter(
+    "boxoffice_ticket_document_failures",
+    "Ticket document uploads to S3 that failed (the document stays pending and is retried).",
+    registry=REGISTRY,
+)
+TICKET_DOCUMENTS_STORED = Counter(
+    "boxoffice_ticket_documents_stored",
+    "Ticket documents stored in S3.",
+    registry=REGISTRY,
+)
+
+
 def exposition() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

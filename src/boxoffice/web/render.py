@@ -7,6 +7,7 @@ from typing import Any
 from boxoffice.domain.bookings import Booking
 from boxoffice.domain.catalogue import Event, Venue
 from boxoffice.domain.customers import Customer
+from boxoffice.domain.orders import Order
 
 
 def venue_json(venue: Venue) -> dict[str, Any]:
@@ -48,6 +49,20 @@ def customer_json(customer: Customer) -> dict[str, Any]:
     }
 
 
+def order_json(order: Order, document_url: str | None) -> dict[str, Any]:
+    return {
+        "id": str(order.id),
+        "status": order.status.value,
+        "confirmedAt": order.confirmed_at.isoformat(),
+        "cancelledAt": order.cancelled_at.isoformat() if order.cancelled_at else None,
+        "tickets": [
+            {"id": str(t.id), "seq": t.seq, "code": t.code, "status": t.status.value}
+            for t in order.tickets
+        ],
+        "documentUrl": document_url,
+    }
+
+
 def booking_json(booking: Booking) -> dict[str, Any]:
     return {
         "id": str(booking.id),
@@ -59,3 +74,12 @@ def booking_json(booking: Booking) -> dict[str, Any]:
         "createdAt": booking.created_at.isoformat(),
         "cancelledAt": booking.cancelled_at.isoformat() if booking.cancelled_at else None,
     }
+
+
+def booking_with_order_json(
+    booking: Booking, order: Order | None, document_url: str | None
+) -> dict[str, Any]:
+    """A booking as its reads show it: `order` is null until order processing confirmed it."""
+    body = booking_json(booking)
+    body["order"] = order_json(order, document_url) if order is not None else None
+    return body

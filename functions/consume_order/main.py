@@ -1,0 +1,66 @@
+"""consume_order: booking CloudEvents from the `booking` topic in, orders and tickets out.
+
+Knative's KafkaSource (locally: the contract dispatcher) POSTs each record to this function's
+URL as a binary-mode CloudEvent (structured mode is accepted too). 200 only after the commit;
+400/413/422 problem+json for events that can never succeed (dead-lettered, not retried);
+503 for transient trouble (retried). Also serves /healthz, /readyz and /metrics.
+"""
+
+from __future__ import annotations
+
+import time
+
+import functions_framework
+from flask import Request, Response
+
+from boxoffice import errors
+from boxoffice.bootstrap import container
+from boxoffice.services import orders
+from boxoffice.web.app import FunctionApp, RequestContext, json_response
+
+MAX_EVENT_BYTES = 64 * 1024
+
+
+def _ready() -> None:
+    c = container()
+    c.ticket_signing_key  # noqa: B018 - raises ConfigurationError (503) when missing
+    c.database.ping()
+
+
+app = FunctionApp(
+    "consume_order",
+    authenticate=lambda request: container().authenticate(request),
+    readiness=_ready,
+    problem_base=lambda: container().settings.problem_base_uri,
+)
+
+
+@app.route("/", methods=["POST"])
+@app.route("/<path:path>", methods=["POST"])
+def consume(ctx: RequestContext, path: str = "") -> Response:
+    started = time.perf_counter()
+    c = container()
+    key = c.ticket_signing_key
+    c.document_sweeper.ensure_started()
+    if (ctx.request.content_length or 0) > MAX_EVENT_BYTES:
+        raise errors.PayloadTooLarge(f"a booking event is at most {MAX_EVENT_BYTES} bytes")
+    event = orders.decode_delivery(dict(ctx.request.headers.items()), ctx.request.get_data())
+    result = orders.handle_booking_event(c.order_uow, key, event)
+    orders.record_metrics(result, event, started)
+    stored = None
+    if result.order_id is not None:  # after the commit; a failure leaves it for a retry
+        stored = orders.store_document(
+            c.order_uow, c.document_store, result.order_id, due_only=False
+        )
+    body = {
+        "outcome": result.outcome.value,
+        "orderId": str(result.order_id) if result.order_id else None,
+        "redelivery": result.redelivery,
+        "documentStored": stored,
+    }
+    return json_response(body, 200, {"Cache-Control": "no-store"})
+
+
+@functions_framework.http
+def handler(request: Request) -> Response:
+    return app.handle(request)
