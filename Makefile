@@ -42,3 +42,24 @@ lock:  ## re-resolve requirements/*.lock (hashes) from pyproject.toml
 	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 -q -o requirements/runtime.lock
 
 .PHONY: help up down status venv lint fmt test unit lock
+
+deploy-check: venv  ## offline deploy checks: helm lint, kubeconform -strict, invariants, image entrypoint
+	@bash deploy/tools.sh >/dev/null
+	$(VENV)/pytest tests/deploy/test_chart.py tests/deploy/test_containerfile.py tests/deploy/test_image_entrypoint.py -q
+
+.PHONY: deploy-check
+
+alerts-test:  ## promtool: check the alert rules and run their unit tests (helm/boxoffice/rules)
+	@bash -c 'source stack/lib.sh && source stack/services/prometheus.sh && prometheus_install'
+	/usr/bin/promtool check rules helm/boxoffice/rules/boxoffice-alerts.yaml
+	/usr/bin/promtool test rules helm/boxoffice/rules/tests/*.yaml
+
+.PHONY: alerts-test
+
+bench: venv up  ## benchmarks (~15 min; quiet machine!): table, report.md, plots in benchmarks/results/<time>/
+	@set -a && source .state/env && set +a && $(VENV)/python -m benchmarks $(BENCH_ARGS)
+
+bench-smoke: venv up  ## the benchmark harness end to end in ~1 min (tiny sizes, figures meaningless)
+	@set -a && source .state/env && set +a && $(VENV)/python -m benchmarks --smoke $(BENCH_ARGS)
+
+.PHONY: bench bench-smoke

@@ -1,0 +1,238 @@
+"""`python -m benchmarks [--smoke] [--scenarios ...] [knobs]`: see benchmarks/README.md."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import signal
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks import report, scenarios
+from benchmarks.env import ROOT, VENV_BIN, BenchError, ensure_vegeta, machine, stack_env
+from benchmarks.fixtures import BenchDatabase, Keycloak, TokenPool
+from benchmarks.scenarios import Bench, Profile
+from benchmarks.servers import FunctionProcess, free_port
+
+ALL = [
+    "catalogue",
+    "spread",
+    "profile",
+    "flash_sale",
+    "booking_to_confirmed",
+    "cold_start",
+    "token",
+]
+
+
+def _rates(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    ap.add_argument("--smoke", action="store_true", help="tiny, fast variant (harness check)")
+    ap.add_argument("--scenarios", default=",".join(ALL), help=f"comma list of {','.join(ALL)}")
+    ap.add_argument("--out", type=Path, help="results directory (default benchmarks/results/<ts>)")
+    ap.add_argument("--runs", type=int, help="runs per step (default 3; smoke 1)")
+    ap.add_argument("--duration", type=float, help="seconds per run")
+    ap.add_argument("--warmup", type=float, help="seconds of warm-up (0: none)")
+    ap.add_argument("--catalogue-rates", type=_rates, help="e.g. 250,500,1000,2000")
+    ap.add_argument("--booking-rates", type=_rates, help="e.g. 50,100,200,400")
+    ap.add_argument("--customers", type=int, help="Keycloak benchmark users (default 50)")
+    ap.add_argument("--hot-capacity", type=int, help="seats of the flash-sale event (20000)")
+    ap.add_argument("--hot-shards", type=int, help="inventory shards of the hot event (16)")
+    ap.add_argument("--hot-rate", type=int, help="flash-sale requests/s (1000)")
+    ap.add_argument("--confirm-rate", type=int, help="bookings/s of the confirm scenario (500)")
+    ap.add_argument("--threads", type=int, help="THREADS per function worker (8)")
+    ap.add_argument("--workers", type=int, help="WORKERS (gunicorn processes) per function (1)")
+    ap.add_argument("--pool-max", type=int, help="BOXOFFICE_DB_POOL_MAX (default = threads)")
+    ap.add_argument("--migrate", choices=["flyway", "sql"], help="how to migrate the bench DB")
+    ap.add_argument("--profile", action="store_true", help="py-spy profile even with --smoke")
+    ap.add_argument("--keep-db", action="store_true", help="do not drop the benchmark database")
+    return ap.parse_args(argv)
+
+
+def profile_from(args: argparse.Namespace) -> Profile:
+    p = Profile.tiny() if args.smoke else Profile()
+    for arg, attr in [
+        ("runs", "runs"),
+        ("duration", "duration_s"),
+        ("warmup", "warmup_s"),
+        ("catalogue_rates", "catalogue_rates"),
+        ("booking_rates", "booking_rates"),
+        ("customers", "customers"),
+        ("hot_capacity", "hot_capacity"),
+        ("hot_shards", "hot_shards"),
+        ("hot_rate", "hot_rate"),
+        ("confirm_rate", "confirm_rate"),
+        ("threads", "threads"),
+        ("workers", "workers"),
+        ("migrate", "migrate"),
+    ]:
+        value = getattr(args, arg)
+        if value is not None:
+            setattr(p, attr, value)
+    p.pool_max = args.pool_max or p.threads
+    p.profile = p.profile or args.profile
+    return p
+
+
+def main(argv: list[str]) -> int:  # noqa: PLR0912, PLR0915 - the run, start to end
+    args = parse(argv)
+    p = profile_from(args)
+    wanted = [s for s in args.scenarios.split(",") if s]
+    unknown = set(wanted) - set(ALL)
+    if unknown:
+        print(f"unknown scenarios: {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
+    started = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    out = (args.out or ROOT / "benchmarks" / "results" / started).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    env = stack_env()
+    vegeta = ensure_vegeta()
+    print(f"[bench] results in {out}", flush=True)
+
+    db = BenchDatabase.create(env["BOXOFFICE_DATABASE_URL"], p.migrate)
+    servers: dict[str, FunctionProcess] = {}
+    bench: Bench | None = None
+    try:
+        print(f"[bench] database {db.name} ({p.migrate} migrations); seeding", flush=True)
+        db.seed_venue()
+        spread = db.make_events(p.spread_events, p.spread_capacity, tag="spread")
+        small = db.make_events(p.small_events, p.small_capacity, tag="small")
+        kc = Keycloak(
+            env["BOXOFFICE_KEYCLOAK_URL"],
+            client_id=env.get("BOXOFFICE_OIDC_CLIENT_ID") or "boxoffice-web",
+        )
+        users = kc.ensure_users(p.customers)
+        db.seed_customers(list(users.values()))
+        tokens = TokenPool(kc, users)
+        tokens.ensure(600)
+
+        topic = "bench-booking"
+        kafka = env.get("BOXOFFICE_KAFKA_BOOTSTRAP_SERVERS", "")
+        if kafka:
+            import subprocess  # noqa: PLC0415
+
+            subprocess.run(
+                [
+                    str(VENV_BIN / "python"),
+                    str(ROOT / "stack" / "kafka" / "kafka_admin.py"),
+                    "ensure-topics",
+                    kafka,
+                    f"{topic}:3",
+                ],
+                check=False,
+                capture_output=True,
+            )
+        else:
+            kafka = f"127.0.0.1:{free_port()}"
+        knobs: dict[str, Any] = {
+            "WORKERS": p.workers,
+            "THREADS": p.threads,
+            "BOXOFFICE_DB_POOL_MAX": p.pool_max,
+            "BOXOFFICE_DB_POOL_MIN": min(p.pool_max, p.threads),
+            "BOXOFFICE_MAX_TICKETS_PER_CUSTOMER_PER_EVENT": 1_000_000,
+            "BOXOFFICE_MAX_TICKETS_PER_ORDER": 10,
+            "BOXOFFICE_BOOKING_TOPIC": topic,
+            "GUNICORN_LOG_LEVEL": "error",
+            "hot event shards": p.hot_shards,
+            "hot event capacity": p.hot_capacity,
+            "spread events x capacity": f"{p.spread_events} x {p.spread_capacity} "
+            f"(+ {p.small_events} small x {p.small_capacity}, "
+            f"{100 * p.small_share:g} % of bookings)",
+            "benchmark customers (Keycloak users)": p.customers,
+        }
+        fn_env = dict(env)
+        fn_env.update({k: str(v) for k, v in knobs.items() if k.isupper()})
+        fn_env.update(
+            BOXOFFICE_DATABASE_URL=db.url,
+            BOXOFFICE_KAFKA_BOOTSTRAP_SERVERS=kafka,
+            BOXOFFICE_DEAD_LETTER_TOPIC=f"{topic}-dlq",
+        )
+        for name in ("get_event", "get_customer", "create_booking"):
+            servers[name] = FunctionProcess(name, fn_env, out / "logs" / f"{name}.log")
+            servers[name].start()
+        for s in servers.values():
+            s.wait_until("/readyz")
+        bench = Bench(p, out, vegeta, db, tokens, fn_env, servers, spread, small)
+        if "booking_to_confirmed" in wanted and scenarios.confirm_unavailable(bench) is None:
+            bench.confirm = scenarios.ConfirmPipeline.start(bench)  # joins its group meanwhile
+
+        results: dict[str, Any] = {
+            "started_at": started,
+            "command": "python -m benchmarks " + shlex.join(argv),
+            "profile": vars(p),
+            "knobs": knobs,
+            "machine": machine(env, db.server_version()),
+            "database": db.name,
+            "scenarios": {},
+            "notes": bench.notes,
+        }
+        if p.smoke:
+            bench.notes.append("smoke run: tiny sizes, one run; the figures are not a measurement")
+        for name in ALL:
+            if name not in wanted:
+                continue
+            bench.log(f"scenario {name}")
+            if name == "profile":
+                if not p.profile:
+                    continue
+                rate = _profile_rate(results)
+                results["scenarios"]["profile"] = scenarios.profile_spread(
+                    bench, rate, min(20.0, max(5.0, p.duration_s)), VENV_BIN / "py-spy"
+                )
+                continue
+            fn = getattr(scenarios, name)
+            results["scenarios"][name] = fn(bench)
+        shares = [
+            a.generator_cpu_s / a.wall_s
+            for attacks in bench.plots.values()
+            for a in attacks
+            if a.wall_s
+        ]
+        if shares:
+            results["generator_cpu_share"] = {
+                "median": statistics.median(shares),
+                "max": max(shares),
+            }
+        results["elapsed_s"] = time.monotonic() - t0
+        print(report.write(results, bench.plots, out), flush=True)
+        print(f"[bench] report: {out / 'report.md'}", flush=True)
+    finally:
+        if bench is not None and bench.confirm is not None:
+            bench.confirm.stop()
+        for s in servers.values():
+            s.stop()
+        if args.keep_db:
+            print(f"[bench] kept database {db.name}", flush=True)
+        else:
+            db.drop()
+    return 0
+
+
+def _profile_rate(results: dict[str, Any]) -> int:
+    """Profile at the highest sustainable spread-out rate (or a modest default)."""
+    spread = results["scenarios"].get("spread")
+    if spread and spread["max_sustainable_rate"]:
+        return int(spread["max_sustainable_rate"])
+    return 100
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds: processes stopped, database dropped
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _terminate)  # also when started in the background (SIG_IGN)
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except BenchError as exc:
+        print(f"[bench] error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,119 @@
+"""Paths, the stack's environment, the pinned load generator, and the machine's description."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = ROOT / ".venv" / "bin"
+CACHE = Path(
+    os.environ.get("BOXOFFICE_CACHE_DIR")
+    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "boxoffice"
+)
+VEGETA_MODULE = "github.com/tsenart/vegeta/v12"
+VEGETA_VERSION = "v12.13.0"
+VEGETA = CACHE / "tools" / f"vegeta-{VEGETA_VERSION}" / "vegeta"
+
+
+class BenchError(RuntimeError):
+    """A precondition of the benchmark is not met (message says what to do)."""
+
+
+def stack_env() -> dict[str, str]:
+    """The stack's connection variables (`stack/boxo env`: the current ones, also those of
+    services added since .state/env was written), over the process environment."""
+    env = dict(os.environ)
+    out = subprocess.run(
+        [str(ROOT / "stack" / "boxo"), "env"], capture_output=True, text=True, check=False
+    ).stdout
+    for line in out.splitlines():
+        m = re.match(r"(?:export\s+)?([A-Z_][A-Z0-9_]*)=(.*)$", line.strip())
+        if m:
+            env[m.group(1)] = m.group(2).strip("'\"")
+    for name in ("BOXOFFICE_DATABASE_URL", "BOXOFFICE_OIDC_ISSUER", "BOXOFFICE_KEYCLOAK_URL"):
+        if not env.get(name):
+            raise BenchError(f"{name} is not set: start the stack first (`make up`)")
+    return env
+
+
+def ensure_vegeta() -> Path:
+    """The pinned vegeta binary, built with `go install` into the project cache on first use."""
+    if VEGETA.exists():
+        return VEGETA
+    go = shutil.which("go") or (
+        "/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None
+    )
+    if go is None:
+        raise BenchError(
+            f"vegeta {VEGETA_VERSION} is not in {VEGETA.parent} and there is no Go toolchain to "
+            "build it: install Go (https://go.dev/dl) or put a vegeta binary there"
+        )
+    tools = CACHE / "tools"
+    env = dict(
+        os.environ,
+        GOBIN=str(VEGETA.parent),
+        GOPATH=str(tools / "gopath"),
+        GOCACHE=str(tools / "gocache"),
+        CGO_ENABLED="0",
+    )
+    print(f"[bench] building vegeta {VEGETA_VERSION} into {VEGETA.parent} (once)", flush=True)
+    subprocess.run([go, "install", f"{VEGETA_MODULE}@{VEGETA_VERSION}"], env=env, check=True)
+    return VEGETA
+
+
+def _first_line(cmd: list[str]) -> str:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=20, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    text = (out.stdout or out.stderr).strip()
+    return text.splitlines()[0] if text else "unknown"
+
+
+def machine(env: dict[str, str], db_version: str) -> dict[str, Any]:
+    """What the figures were measured on."""
+    cpu_model = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu_model = line.split(":", 1)[1].strip()
+            break
+    mem_kb = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            mem_kb = int(line.split()[1])
+    versions = {}
+    status = subprocess.run(
+        [str(ROOT / "stack" / "boxo"), "status"], capture_output=True, text=True, check=False
+    ).stdout
+    for line in status.splitlines():
+        m = re.match(r"(\w+)\s.*?version=(\S+)", line)
+        if m:
+            versions[m.group(1)] = m.group(2)
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": cpu_model,
+        "memory_gb": round(mem_kb / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "os": _first_line(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"]),
+        "python": platform.python_version(),
+        "postgresql": db_version,
+        "kafka": versions.get("kafka", "unknown"),
+        "keycloak": versions.get("keycloak", "unknown"),
+        "vegeta": VEGETA_VERSION,
+        "git_commit": _first_line(["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"]),
+        "git_dirty": bool(
+            subprocess.run(
+                ["git", "-C", str(ROOT), "status", "--porcelain"],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout.strip()
+        ),
+        "load_average_at_start": os.getloadavg(),
+    }

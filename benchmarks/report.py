@@ -1,0 +1,474 @@
+"""The results table (terminal + Markdown), results.json, and PNG plots per scenario."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib as mpl
+
+mpl.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from benchmarks.load import Attack
+
+Row = tuple[str, str, str, str, str, str]  # scenario, figure, median, min-max, target, verdict
+
+
+def _fmt(x: float, unit: str = "", digits: int = 0) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{x:,.{digits}f}{unit}"
+
+
+def _mm(d: dict[str, float], unit: str = "", digits: int = 0) -> tuple[str, str]:
+    return _fmt(
+        d["median"], unit, digits
+    ), f"{_fmt(d['min'], '', digits)}-{_fmt(d['max'], unit, digits)}"
+
+
+def _verdict(ok: bool, smoke: bool) -> str:
+    if smoke:
+        return "n/a (smoke)"
+    return "met" if ok else "NOT met"
+
+
+def rows(results: dict[str, Any]) -> list[Row]:  # noqa: PLR0912, PLR0915 - one table
+    smoke = results["profile"]["smoke"]
+    out: list[Row] = []
+    s = results["scenarios"]
+    if "catalogue" in s:
+        for endpoint, sweep in s["catalogue"].items():
+            best = sweep["max_sustainable_rate"]
+            step = next((x for x in sweep["steps"] if x["target_rate"] == best), None)
+            last = sweep["steps"][-1]
+            out.append(
+                (
+                    "1 catalogue",
+                    f"{endpoint}: max rate with p99 ≤ 100 ms",
+                    _fmt(best, "/s"),
+                    f"steps {', '.join(str(x['target_rate']) for x in sweep['steps'])}",
+                    "≥ 3,000 reads/s",
+                    _verdict(best >= 3000, smoke),
+                )
+            )
+            if step:
+                out.append(
+                    (
+                        "1 catalogue",
+                        f"{endpoint} @ {best}/s p99",
+                        *_mm(step["p99_ms"], " ms", 1),
+                        "",
+                        "",
+                    )
+                )
+            if not last["sustainable"]:
+                out.append(
+                    (
+                        "1 catalogue",
+                        f"{endpoint} @ {last['target_rate']}/s (first failing) p99",
+                        *_mm(last["p99_ms"], " ms", 1),
+                        "",
+                        "",
+                    )
+                )
+    if "spread" in s:
+        sweep = s["spread"]
+        best = sweep["max_sustainable_rate"]
+        step = next((x for x in sweep["steps"] if x["target_rate"] == best), None)
+        if step:
+            out.append(
+                (
+                    "2 spread-out",
+                    f"bookings/s @ {best}/s offered (p99 ≤ 100 ms)",
+                    *_mm(step["ok_rate"], "/s"),
+                    "≥ 1,000/s, p99 ≤ 100 ms",
+                    _verdict(step["ok_rate"]["median"] >= 1000, smoke),
+                )
+            )
+            for q in ("p50_ms", "p99_ms", "p999_ms"):
+                out.append(
+                    ("2 spread-out", f"@ {best}/s {q[:-3]}", *_mm(step[q], " ms", 1), "", "")
+                )
+            out.append(
+                (
+                    "2 spread-out",
+                    f"@ {best}/s server CPU per booking",
+                    *_mm(step["server_cpu_ms_per_request"], " ms", 2),
+                    "",
+                    "",
+                )
+            )
+            if "db_cpu_ms_per_request" in step:
+                out.append(
+                    (
+                        "2 spread-out",
+                        f"@ {best}/s PostgreSQL CPU per booking",
+                        *_mm(step["db_cpu_ms_per_request"], " ms", 2),
+                        "",
+                        "",
+                    )
+                )
+            out.append(
+                (
+                    "2 spread-out",
+                    f"@ {best}/s errors (all runs)",
+                    ", ".join(f"{k}: {v}" for k, v in step["errors"].items()) or "none",
+                    "",
+                    "",
+                    "",
+                )
+            )
+        else:
+            out.append(
+                (
+                    "2 spread-out",
+                    "no sustainable step",
+                    "0",
+                    "",
+                    "≥ 1,000/s",
+                    _verdict(False, smoke),
+                )
+            )
+        last = sweep["steps"][-1]
+        if not last["sustainable"]:
+            out.append(
+                (
+                    "2 spread-out",
+                    f"@ {last['target_rate']}/s (first failing) ok/s · p99",
+                    f"{_fmt(last['ok_rate']['median'], '/s')} · "
+                    f"{_fmt(last['p99_ms']['median'], ' ms', 0)}",
+                    "",
+                    "",
+                    "",
+                )
+            )
+            out.append(
+                (
+                    "2 spread-out",
+                    f"@ {last['target_rate']}/s errors",
+                    ", ".join(f"{k}: {v}" for k, v in list(last["errors"].items())[:4]) or "none",
+                    "",
+                    "",
+                    "",
+                )
+            )
+        inv = sweep["inventory"]
+        out.append(
+            (
+                "2 spread-out",
+                "inventory (SQL): oversold · consistent",
+                f"{inv['oversold']} · {inv['consistent']}",
+                "",
+                "0 oversold",
+                "met" if inv["oversold"] == 0 and inv["consistent"] else "NOT met",
+            )
+        )
+    if "flash_sale" in s:
+        f = s["flash_sale"]
+        out.append(
+            (
+                "3 flash sale",
+                f"tickets/s until sold out ({f['per_run'][0]['capacity']} seats, "
+                f"{f['shards']} shards)",
+                *_mm(f["tickets_per_s"], "/s"),
+                "≥ 1,000 tickets/s",
+                _verdict(f["tickets_per_s"]["median"] >= 1000, smoke),
+            )
+        )
+        out.append(
+            (
+                "3 flash sale",
+                "p50 · p99 (all responses)",
+                f"{_fmt(f['p50_ms']['median'], ' ms', 1)} · "
+                f"{_fmt(f['p99_ms']['median'], ' ms', 1)}",
+                f"p99 {_fmt(f['p99_ms']['min'], '', 0)}-{_fmt(f['p99_ms']['max'], ' ms', 0)}",
+                "",
+                "",
+            )
+        )
+        out.append(
+            (
+                "3 flash sale",
+                "exactly capacity sold, 0 oversold (SQL)",
+                str(f["all_runs_exact"]),
+                f"oversold {f['oversold_total']}",
+                "0 oversold",
+                "met" if f["all_runs_exact"] and f["oversold_total"] == 0 else "NOT met",
+            )
+        )
+        out.append(
+            (
+                "3 flash sale",
+                "tickets whose 201 reached the client / sold (all runs)",
+                f"{sum(r['tickets_in_201s'] for r in f['per_run']):,} / "
+                f"{sum(r['sold'] for r in f['per_run']):,}",
+                "rest: client timed out, booking made",
+                "",
+                "",
+            )
+        )
+    if "booking_to_confirmed" in s:
+        c = s["booking_to_confirmed"]
+        target = "p99 ≤ 250 ms @ 500/s"
+        if not c.get("available"):
+            out.append(
+                ("4 -> confirmed", "not available: " + c["reason"], "-", "", target, "not measured")
+            )
+        else:
+            out.append(
+                (
+                    "4 -> confirmed",
+                    f"201 received -> order CONFIRMED p99 @ {c['rate']}/s",
+                    *_mm(c["confirm_p99_ms"], " ms"),
+                    target,
+                    _verdict(c["confirm_p99_ms"]["median"] <= 250 and c["rate"] >= 500, smoke),
+                )
+            )
+            out.append(("4 -> confirmed", "p50", *_mm(c["confirm_p50_ms"], " ms"), "", ""))
+            out.append(
+                (
+                    "4 -> confirmed",
+                    "confirmed / accepted (all runs)",
+                    f"{sum(r['confirmed'] for r in c['per_run'])} / "
+                    f"{sum(r['accepted'] for r in c['per_run'])}",
+                    "",
+                    "",
+                    "",
+                )
+            )
+            out.append(("4 -> confirmed", "booking POST p99", *_mm(c["p99_ms"], " ms", 1), "", ""))
+    if "cold_start" in s:
+        for fn, d in s["cold_start"].items():
+            if fn == "under_load":
+                continue
+            out.append(
+                (
+                    "5 cold start",
+                    f"{fn}: start → /healthz 200",
+                    *_mm(d["healthz_s"], " s", 3),
+                    "≤ 0.3 s",
+                    _verdict(d["healthz_s"]["median"] <= 0.3, smoke),
+                )
+            )
+            out.append(
+                (
+                    "5 cold start",
+                    f"{fn}: start → {d['route']} 200",
+                    *_mm(d["first_route_s"], " s", 3),
+                    "",
+                    "",
+                )
+            )
+            out.append(
+                (
+                    "5 memory",
+                    f"{fn}: worker RSS (PSS) after warm-up",
+                    f"{_fmt(d['worker_rss_mb']['median'], ' MB')} "
+                    f"({_fmt(d['worker_pss_mb']['median'], ' MB')})",
+                    f"{_fmt(d['worker_rss_mb']['min'])}-{_fmt(d['worker_rss_mb']['max'], ' MB')}",
+                    "≤ 80 MB",
+                    _verdict(d["worker_rss_mb"]["median"] <= 80, smoke),
+                )
+            )
+        for fn, m in s["cold_start"].get("under_load", {}).items():
+            out.append(
+                (
+                    "5 memory",
+                    f"{fn}: worker RSS after the load scenarios",
+                    _fmt(m["worker_rss_mb"], " MB"),
+                    f"arbiter {_fmt(m['arbiter_rss_mb'], ' MB')}",
+                    "≤ 80 MB",
+                    _verdict(m["worker_rss_mb"] <= 80, smoke),
+                )
+            )
+    if "token" in s:
+        t = s["token"]
+        out.append(
+            (
+                "6 token",
+                "JwtVerifier.verify (in process)",
+                *_mm(t["micro"]["verify_us"], " µs"),
+                "",
+                "",
+            )
+        )
+        out.append(
+            (
+                "6 token",
+                "  of which not signature (decode only)",
+                *_mm(t["micro"]["decode_without_signature_us"], " µs"),
+                "",
+                "",
+            )
+        )
+        for name, sweep in t["http"].items():
+            step = sweep["steps"][0]
+            out.append(
+                (
+                    "6 token",
+                    f"{name} @ {step['target_rate']}/s: server CPU/request · p50",
+                    f"{_fmt(step['server_cpu_ms_per_request']['median'], ' ms', 2)} · "
+                    f"{_fmt(step['p50_ms']['median'], ' ms', 1)}",
+                    f"p99 {_fmt(step['p99_ms']['median'], ' ms', 1)}",
+                    "",
+                    "",
+                )
+            )
+    return out
+
+
+def table(results: dict[str, Any]) -> str:
+    header: Row = ("scenario", "figure", "median", "min-max", "target", "verdict")
+    data = [header, *rows(results)]
+    widths = [min(70, max(len(r[i]) for r in data)) for i in range(6)]
+    lines = []
+    for i, r in enumerate(data):
+        lines.append("  ".join(c[:70].ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def markdown(results: dict[str, Any], plots: list[str]) -> str:
+    m = results["machine"]
+    k = results["knobs"]
+    smoke = results["profile"]["smoke"]
+    lines = [
+        f"# Boxoffice benchmark {results['started_at']}"
+        + (" (SMOKE: harness check, not a measurement)" if smoke else ""),
+        "",
+        f"Command: `{results['command']}` · duration {results['elapsed_s']:.0f} s",
+        "",
+        "## Machine",
+        "",
+        f"- {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gb']} GB, {m['os']}, "
+        f"kernel {m['kernel']}",
+        f"- Python {m['python']}, PostgreSQL {m['postgresql']}, Kafka {m['kafka']}, "
+        f"Keycloak {m['keycloak']}, vegeta {m['vegeta']}",
+        f"- git {m['git_commit']}{' (uncommitted changes)' if m['git_dirty'] else ''}; "
+        f"load average at start {', '.join(f'{x:.2f}' for x in m['load_average_at_start'])}",
+        "- the load generator, PostgreSQL, Kafka, Keycloak and the functions share these CPUs; "
+        "`machine busy` in results.json is the share of all CPUs busy during each attack",
+        "",
+        "## Tuning knobs",
+        "",
+        *[f"- `{name}` = {value}" for name, value in k.items()],
+        "",
+        "## Results",
+        "",
+        "| scenario | figure | median | min-max | target | verdict |",
+        "|---|---|---|---|---|---|",
+        *["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows(results)],
+        "",
+        f"Each figure is the median of {results['profile']['runs']} run(s) after a warm-up, "
+        "with the min-max over the runs. Rates are offered at a constant rate (open model, "
+        "vegeta); a step is *sustainable* when the median p99 ≤ 100 ms, ≤ 0.1 % of requests "
+        "fail for the system's sake (timeouts, 5xx, 429) and vegeta kept up the rate.",
+        "",
+    ]
+    gen = results.get("generator_cpu_share")
+    if gen:
+        lines += [
+            f"Load generator CPU: median {100 * gen['median']:.1f} % of one core per attack "
+            f"(max {100 * gen['max']:.1f} %).",
+            "",
+        ]
+    prof = results["scenarios"].get("profile")
+    if prof and prof.get("available"):
+        lines += [
+            "## Profile of the purchase path (py-spy, create_booking worker)",
+            "",
+            f"{prof['rate']}/s spread-out for {prof['duration_s']:g} s; "
+            f"{prof['summary']['samples']} samples, of which "
+            f"{prof['summary']['idle_samples']} idle. "
+            f"Flame graph: `{prof['flamegraph']}`.",
+            "",
+            "| share of busy samples | where |",
+            "|---|---|",
+        ]
+        lines += [
+            f"| {100 * v:.1f} % | {k} |"
+            for k, v in prof["summary"]["busy_share_by_category"].items()
+        ]
+        lines += ["", "Top leaf functions:", ""]
+        lines += [f"- {100 * v:.1f} % `{k}`" for k, v in prof["summary"]["top_leaf_functions"][:10]]
+        lines.append("")
+    elif prof:
+        lines += [f"Profile: not available: {prof.get('reason')}", ""]
+    if results.get("notes"):
+        lines += ["## Notes", "", *[f"- {n}" for n in results["notes"]], ""]
+    lines += ["## Plots", "", *[f"![{p}]({p})" for p in plots], ""]
+    return "\n".join(lines)
+
+
+def plot(label: str, attacks: list[Attack], out: Path) -> str | None:
+    if not attacks:
+        return None
+    fig, (lat, thr) = plt.subplots(1, 2, figsize=(13, 4.5))
+    for a in attacks:
+        if not a.requests:
+            continue
+        qs = np.array([0, 50, 75, 90, 95, 99, 99.5, 99.9, 99.99, 100.0])
+        values = np.percentile(a.latency * 1000, qs)
+        xs = 1 / (1 - np.minimum(qs, 99.999) / 100)
+        lat.plot(xs, values, marker="o", ms=3, label=f"{a.rate:g}/s")
+        width = 1.0 if a.duration >= 10 else 0.25
+        end = a.ts.max() + a.latency.max()
+        bins = np.arange(0, end + width, width)
+        done = a.ts + a.latency
+        ok, _ = np.histogram(done[a.ok], bins)
+        bad, _ = np.histogram(done[~a.ok], bins)
+        (line,) = thr.step(bins[:-1], ok / width, where="post", label=f"{a.rate:g}/s 2xx")
+        if bad.any():
+            thr.step(
+                bins[:-1],
+                bad / width,
+                where="post",
+                ls="--",
+                color=line.get_color(),
+                label=f"{a.rate:g}/s other",
+            )
+    lat.set_xscale("log")
+    lat.set_yscale("log")
+    ticks = [1, 2, 10, 100, 1000, 10000]
+    lat.set_xticks(ticks, ["p0", "p50", "p90", "p99", "p99.9", "p99.99"])
+    lat.axhline(100, color="grey", lw=0.8, ls=":")
+    lat.set_xlabel("percentile")
+    lat.set_ylabel("latency (ms)")
+    lat.set_title(f"{label}: latency distribution (run 1 per rate)")
+    lat.legend(fontsize=7)
+    thr.set_xlabel("seconds since the attack started")
+    thr.set_ylabel("responses per second")
+    thr.set_title(f"{label}: throughput over time")
+    thr.legend(fontsize=7)
+    fig.tight_layout()
+    name = f"{label}.png"
+    fig.savefig(out / name, dpi=90)
+    plt.close(fig)
+    return name
+
+
+def to_json(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {str(k): to_json(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [to_json(v) for v in data]
+    if isinstance(data, np.integer):
+        return int(data)
+    if isinstance(data, np.floating | float):
+        f = float(data)
+        return None if math.isnan(f) else f
+    if isinstance(data, np.bool_):
+        return bool(data)
+    return data
+
+
+def write(results: dict[str, Any], plots_by_label: dict[str, list[Attack]], out: Path) -> str:
+    plots = [p for label, attacks in plots_by_label.items() if (p := plot(label, attacks, out))]
+    (out / "results.json").write_text(json.dumps(to_json(results), indent=2) + "\n")
+    (out / "report.md").write_text(markdown(results, plots))
+    return table(results)

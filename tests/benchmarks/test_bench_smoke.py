@@ -1,0 +1,85 @@
+"""The benchmark harness works end to end (`make bench-smoke`): it runs every scenario at tiny
+sizes against its own throw-away database and function processes, prints the table, and writes
+the report, the plots and results.json; the flash sale sells exactly its capacity.
+
+This checks the harness, not the speed: the figures of a smoke run mean nothing.
+Needs the local stack (`make up`), like the integration tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_bench_smoke_produces_table_report_plots_and_sells_exactly_capacity(
+    tmp_path: Path,
+) -> None:
+    if not os.environ.get("BOXOFFICE_DATABASE_URL"):
+        pytest.fail("start the stack (`make up`) and run with `make test`", pytrace=False)
+    out = tmp_path / "bench"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--smoke", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    # the table
+    assert "scenario" in proc.stdout
+    assert "figure" in proc.stdout
+    for scenario in ("1 catalogue", "2 spread-out", "3 flash sale", "5 cold start", "6 token"):
+        assert scenario in proc.stdout, scenario
+
+    # the report, results and plots
+    report = (out / "report.md").read_text()
+    assert "## Machine" in report
+    assert "## Tuning knobs" in report
+    assert "SMOKE" in report
+    results = json.loads((out / "results.json").read_text())
+    for key in ("python", "postgresql", "kafka", "git_commit", "cpus", "memory_gb"):
+        assert results["machine"][key], key
+    assert results["knobs"]["THREADS"]
+    plots = sorted(p.name for p in out.glob("*.png"))
+    for name in ("catalogue-get-event.png", "booking-spread.png", "flash-sale.png"):
+        assert name in plots, plots
+        assert f"]({name})" in report
+        assert (out / name).stat().st_size > 5000
+
+    s = results["scenarios"]
+    # every scenario produced figures
+    for sweep in (*s["catalogue"].values(), s["spread"]):
+        assert sweep["steps"][0]["requests"]["median"] > 0
+    assert s["cold_start"]["get_event"]["healthz_s"]["median"] > 0
+    assert s["cold_start"]["get_event"]["worker_rss_mb"]["median"] > 0
+    assert s["token"]["micro"]["verify_us"]["median"] > 0
+    confirm = s["booking_to_confirmed"]
+    if confirm["available"]:
+        assert sum(r["confirmed"] for r in confirm["per_run"]) > 0
+    else:
+        assert confirm["reason"]
+
+    # the sold-out check (SQL): exactly capacity, nothing oversold, books balance
+    flash = s["flash_sale"]
+    assert flash["all_runs_exact"], flash["per_run"]
+    assert flash["oversold_total"] == 0
+    for run in flash["per_run"]:
+        assert run["sold"] == run["capacity"]
+        assert run["tickets_in_201s"] <= run["sold"]  # a timed-out client may miss its 201
+    assert s["spread"]["inventory"]["oversold"] == 0
+    assert s["spread"]["inventory"]["consistent"]
+
+    # the benchmark database was dropped
+    assert "kept database" not in proc.stdout
