@@ -1,31 +1,34 @@
 """The composition root: builds adapters from configuration, once per process, on first use.
 
-Importing this module (or a function that uses it) connects to nothing: cold starts stay cheap.
+Importing this module (or a function that uses it) connects to nothing, and the adapters that
+only some functions need (Kafka, S3, order processing) are imported on first use, so a
+function loads only what it uses: cold starts stay cheap.
 """
 
 from __future__ import annotations
 
 import functools
 from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING
 
 from flask import Request
 
 from boxoffice.adapters import keycloak, postgres
-from boxoffice.adapters.kafka import KafkaEventPublisher
 from boxoffice.adapters.keycloak import JwksCache, JwtVerifier
-from boxoffice.adapters.outbox import PostgresOutbox
 from boxoffice.adapters.postgres import Database, PostgresUnitOfWork
-from boxoffice.adapters.postgres_orders import OrderUnitOfWorks
 from boxoffice.adapters.resilience import Breaker, FailurePredicate
-from boxoffice.adapters.s3 import S3DocumentStore
 from boxoffice.config import Settings
 from boxoffice.domain.identity import Principal
-from boxoffice.domain.orders import signing_key
-from boxoffice.services.orders import DocumentSweeper
 from boxoffice.services.ports import OutboxNotifier
-from boxoffice.services.relay import BackgroundRelay, OutboxRelay
 from boxoffice.web.app import FunctionApp
 from boxoffice.web.auth import bearer_token
+
+if TYPE_CHECKING:  # imported on first use below (kafka-python and boto3 are slow to import)
+    from boxoffice.adapters.kafka import KafkaEventPublisher
+    from boxoffice.adapters.postgres_orders import OrderUnitOfWorks
+    from boxoffice.adapters.s3 import S3DocumentStore
+    from boxoffice.services.orders import DocumentSweeper
+    from boxoffice.services.relay import BackgroundRelay, OutboxRelay
 
 
 class Container:
@@ -65,6 +68,8 @@ class Container:
     @functools.cached_property
     def event_publisher(self) -> KafkaEventPublisher:
         """Kafka producer behind a breaker; it connects on the first publish, not here."""
+        from boxoffice.adapters.kafka import KafkaEventPublisher  # noqa: PLC0415 - lazy
+
         s = self.settings
         return KafkaEventPublisher(
             s.kafka_bootstrap_servers,
@@ -74,6 +79,9 @@ class Container:
 
     @functools.cached_property
     def outbox_relay(self) -> OutboxRelay:
+        from boxoffice.adapters.outbox import PostgresOutbox  # noqa: PLC0415 - lazy
+        from boxoffice.services.relay import OutboxRelay  # noqa: PLC0415 - lazy
+
         # Only the topic this process writes: outbox rows of other topics (another service's,
         # or a test's) are left to the relays that own them.
         topics = [self.settings.booking_topic]
@@ -83,6 +91,8 @@ class Container:
     def outbox_relay_worker(self) -> BackgroundRelay:
         """The `OutboxNotifier` for writers of outbox rows: `kick()` after each commit starts
         (once) and wakes the relay thread; the thread also sweeps periodically."""
+        from boxoffice.services.relay import BackgroundRelay  # noqa: PLC0415 - lazy
+
         return BackgroundRelay(self.outbox_relay, self.settings.outbox_sweep_seconds)
 
     @functools.cached_property
@@ -95,16 +105,22 @@ class Container:
     @functools.cached_property
     def order_uow(self) -> OrderUnitOfWorks:
         """Transactions of order processing (orders, tickets, consumed events, documents)."""
+        from boxoffice.adapters.postgres_orders import OrderUnitOfWorks  # noqa: PLC0415 - lazy
+
         return OrderUnitOfWorks(self.database)
 
     @functools.cached_property
     def ticket_signing_key(self) -> bytes:
         """The HMAC key of ticket codes; ConfigurationError (503) when unset or too short."""
+        from boxoffice.domain.orders import signing_key  # noqa: PLC0415 - lazy
+
         return signing_key(self.settings.ticket_signing_key)
 
     @functools.cached_property
     def document_store(self) -> S3DocumentStore:
         """S3 client for ticket documents; built here, connects on first use."""
+        from boxoffice.adapters.s3 import S3DocumentStore  # noqa: PLC0415 - lazy
+
         s = self.settings
         return S3DocumentStore(
             s.s3_bucket,
@@ -117,6 +133,8 @@ class Container:
     @functools.cached_property
     def document_sweeper(self) -> DocumentSweeper:
         """Retries pending ticket documents in the background (started on first request)."""
+        from boxoffice.services.orders import DocumentSweeper  # noqa: PLC0415 - lazy
+
         return DocumentSweeper(
             self.order_uow, self.document_store, self.settings.ticket_document_sweep_seconds
         )
