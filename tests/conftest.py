@@ -71,3 +71,9 @@ def token_for() -> Callable[..., dict[str, str]]:
 @pytest.fixture(scope="session")
 def access_token(token_for: Callable[..., dict[str, str]]) -> Callable[[str], str]:
     return lambda user: token_for(user)["access_token"]
+
+
+@pytest.fixture(scope="session")
+def stack_env() -> Callable[[str], str]:
+    """`stack_env(NAME)`: a variable of the running stack's environment, or a clear failure."""
+    return require_env

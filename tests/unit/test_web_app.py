@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -201,3 +202,37 @@ def test_metrics_expose_request_counts_by_route_template_after_a_request() -> No
     assert sample(ok[0], {**ok[1], "route": "unmatched", "status": "404"}) == 1.0
     assert 'route="/things/<thing_id>"' in text
     assert "/things/42" not in text  # the route template, never the raw path (cardinality)
+
+
+def _app_with_many_routes() -> FunctionApp:
+    app = FunctionApp("burst", authenticate=nobody)
+
+    def handler(ctx: RequestContext, **params: Any) -> Response:
+        return json_response({k: str(v) for k, v in params.items()})
+
+    for i in range(30):
+        app.route(f"/things{i}/<item_id>/part/<int:n>", methods=["GET"])(handler)
+    return app
+
+
+def _first_requests_at_once(app: FunctionApp, callers: int) -> list[int]:
+    start = threading.Barrier(callers)
+    statuses: list[int] = []
+
+    def first_request() -> None:
+        start.wait()
+        statuses.append(call(app, "/things7/abc/part/1").status_code)
+
+    threads = [threading.Thread(target=first_request) for _ in range(callers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return statuses
+
+
+def test_concurrent_first_requests_build_the_routes_once_and_all_succeed() -> None:
+    """The route map is compiled on the first request; werkzeug's compilation is not thread-safe,
+    so a burst of first requests (a cold function under load) must not compile it concurrently."""
+    for _ in range(20):
+        assert _first_requests_at_once(_app_with_many_routes(), 12) == [200] * 12

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -97,6 +98,7 @@ class FunctionApp:
         self._rules: list[Rule] = []
         self._handlers: dict[str, Handler] = {}
         self._map: Map | None = None
+        self._map_lock = threading.Lock()
 
     def route(self, path: str, methods: list[str]) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
@@ -109,9 +111,15 @@ class FunctionApp:
         return register
 
     def _adapter_map(self) -> Map:
-        if self._map is None:
-            self._map = Map(self._rules, strict_slashes=False, merge_slashes=False)
-        return self._map
+        # Built on the first request (compiling the rules is not free at cold start), once:
+        # werkzeug's rule compilation is not safe to run from several threads at a time.
+        found = self._map
+        if found is None:
+            with self._map_lock:
+                if self._map is None:
+                    self._map = Map(self._rules, strict_slashes=False, merge_slashes=False)
+                found = self._map
+        return found
 
     def handle(self, request: Request) -> Response:
         path = request.path
