@@ -7,8 +7,6 @@ docs/adr/0004-idempotency.md.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import re
@@ -18,6 +16,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from boxoffice.domain.cursor import decode_keyset, encode_keyset
 from boxoffice.domain.money import Money
 
 MAX_PAGE_SIZE = 100
@@ -150,21 +149,10 @@ class IdempotencyRecord:
 
 
 def encode_cursor(booking: Booking) -> str:
-    raw = f"{booking.created_at.isoformat()}|{booking.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return encode_keyset(booking.created_at, booking.id)
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    """Raises ValueError for a cursor this service did not issue."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        when, _, ident = raw.partition("|")
-        created_at = datetime.fromisoformat(when)
-        if created_at.tzinfo is None:
-            raise ValueError("cursor time has no zone")
-        return created_at, uuid.UUID(ident)
-    except (binascii.Error, UnicodeDecodeError) as exc:
-        raise ValueError("malformed cursor") from exc
+decode_cursor = decode_keyset  # raises ValueError for a cursor this service did not issue
 
 
 # -- booking events (transactional outbox) -----------------------------------------------------

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from boxoffice.domain.cursor import decode_keyset, encode_keyset
 from boxoffice.domain.money import Money
 
 MAX_PAGE_SIZE = 100
@@ -61,21 +60,10 @@ class EventQuery:
 
 
 def encode_cursor(event: Event) -> str:
-    raw = f"{event.starts_at.isoformat()}|{event.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return encode_keyset(event.starts_at, event.id)
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    """Raises ValueError for a cursor this service did not issue."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        when, _, ident = raw.partition("|")
-        starts_at = datetime.fromisoformat(when)
-        if starts_at.tzinfo is None:
-            raise ValueError("cursor time has no zone")
-        return starts_at, uuid.UUID(ident)
-    except (binascii.Error, UnicodeDecodeError) as exc:
-        raise ValueError("malformed cursor") from exc
+decode_cursor = decode_keyset  # raises ValueError for a cursor this service did not issue
 
 
 def split_capacity(capacity: int, shards: int) -> list[int]:
