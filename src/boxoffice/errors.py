@@ -190,6 +190,40 @@ class ServiceUnavailable(BoxofficeError):
         self.headers["Retry-After"] = str(retry_after)
 
 
+# -- order processing (consume_order: the KafkaSource sink) ----------------------------------
+
+
+class MalformedCloudEvent(BadRequest):
+    """The request is not a CloudEvent (binary or structured mode) at all."""
+
+    slug = "malformed-cloudevent"
+    title = "Not a valid CloudEvent"
+
+
+class UnsupportedEventType(BoxofficeError):
+    """A CloudEvent this function does not process (e.g. a KafkaSource-wrapped raw record)."""
+
+    slug = "unsupported-event-type"
+    status = 422
+    title = "CloudEvent type not supported"
+
+
+class BookingEventInvalid(ValidationFailed):
+    """The CloudEvent's data is not a valid booking event (or contradicts the booking)."""
+
+    slug = "invalid-booking-event"
+    title = "Booking event failed validation"
+
+
+class UnknownBooking(BoxofficeError):
+    """The event names a booking that does not exist (the outbox row is written in the booking's
+    own transaction, so it can never appear later: retrying cannot help)."""
+
+    slug = "unknown-booking"
+    status = 422
+    title = "Booking does not exist"
+
+
 def all_error_classes() -> list[type[BoxofficeError]]:
     """Every concrete error class (used by the docs/spec consistency test)."""
     seen: list[type[BoxofficeError]] = []

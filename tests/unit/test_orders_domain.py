@@ -16,14 +16,11 @@ from hypothesis import strategies as st
 from boxoffice import errors
 from boxoffice.domain.bookings import CANCELLED_TYPE, CREATED_TYPE
 from boxoffice.domain.orders import (
-    BookingEventInvalid,
     DocumentSource,
-    MalformedCloudEvent,
     Order,
     OrderStatus,
     Ticket,
     TicketStatus,
-    UnsupportedEventType,
     booking_event,
     issue_tickets,
     signing_key,
@@ -31,6 +28,11 @@ from boxoffice.domain.orders import (
     ticket_document,
     ticket_id_of,
     verify_ticket_code,
+)
+from boxoffice.errors import (
+    BookingEventInvalid,
+    MalformedCloudEvent,
+    UnsupportedEventType,
 )
 from boxoffice.services.orders import decode_delivery
 

@@ -16,7 +16,6 @@ from boxoffice.domain.bookings import CANCELLED_TYPE, CREATED_TYPE, Booking, Boo
 from boxoffice.domain.money import Money
 from boxoffice.domain.orders import (
     BookingEvent,
-    BookingEventInvalid,
     DocumentSource,
     NewTicket,
     Order,
@@ -24,8 +23,11 @@ from boxoffice.domain.orders import (
     Outcome,
     Ticket,
     TicketStatus,
-    UnknownBooking,
     verify_ticket_code,
+)
+from boxoffice.errors import (
+    BookingEventInvalid,
+    UnknownBooking,
 )
 from boxoffice.services import orders
 from boxoffice.services.ports import DocumentStoreError

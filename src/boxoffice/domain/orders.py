@@ -22,43 +22,16 @@ from typing import Any
 
 from boxoffice import errors
 from boxoffice.domain.bookings import CANCELLED_TYPE, CREATED_TYPE
-from boxoffice.errors import FieldError
+from boxoffice.errors import (
+    BookingEventInvalid,
+    FieldError,
+    UnsupportedEventType,
+)
 
 BOOKING_EVENT_TYPES = (CREATED_TYPE, CANCELLED_TYPE)
 MAC_CHARS = 22
 MIN_SIGNING_KEY_LENGTH = 32
 MAX_ATTRIBUTE_LENGTH = 1000  # CloudEvent id and source, as stored in order_event
-
-
-class MalformedCloudEvent(errors.BadRequest):
-    """The request is not a CloudEvent (binary or structured mode) at all."""
-
-    slug = "malformed-cloudevent"
-    title = "Not a valid CloudEvent"
-
-
-class UnsupportedEventType(errors.BoxofficeError):
-    """A CloudEvent this function does not process (e.g. a KafkaSource-wrapped raw record)."""
-
-    slug = "unsupported-event-type"
-    status = 422
-    title = "CloudEvent type not supported"
-
-
-class BookingEventInvalid(errors.ValidationFailed):
-    """The CloudEvent's data is not a valid booking event (or contradicts the booking)."""
-
-    slug = "invalid-booking-event"
-    title = "Booking event failed validation"
-
-
-class UnknownBooking(errors.BoxofficeError):
-    """The event names a booking that does not exist (the outbox row is written in the booking's
-    own transaction, so it can never appear later: retrying cannot help)."""
-
-    slug = "unknown-booking"
-    status = 422
-    title = "Booking does not exist"
 
 
 class OrderStatus(StrEnum):

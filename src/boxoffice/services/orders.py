@@ -25,18 +25,20 @@ from cloudevents.http import from_http
 from boxoffice.domain.bookings import Booking, BookingStatus
 from boxoffice.domain.orders import (
     BookingEvent,
-    BookingEventInvalid,
-    MalformedCloudEvent,
     Order,
     OrderStatus,
     Outcome,
-    UnknownBooking,
     booking_event,
     document_key,
     issue_tickets,
     ticket_document,
 )
-from boxoffice.errors import FieldError
+from boxoffice.errors import (
+    BookingEventInvalid,
+    FieldError,
+    MalformedCloudEvent,
+    UnknownBooking,
+)
 from boxoffice.services.ports import (
     DocumentStore,
     DocumentStoreError,
