@@ -179,6 +179,35 @@ class HeaderTooLarge(BoxofficeError):
     title = "Request header too large"
 
 
+class UriTooLong(BoxofficeError):
+    slug = "uri-too-long"
+    status = 414
+    title = "Request line too long"
+
+
+class ExpectationFailed(BoxofficeError):
+    slug = "expectation-failed"
+    status = 417
+    title = "Expectation failed"
+
+
+class NotImplementedByServer(BoxofficeError):
+    """A transfer coding or protocol feature the server does not implement."""
+
+    slug = "not-implemented"
+    status = 501
+    title = "Not implemented"
+
+
+class Overloaded(BoxofficeError):
+    """The function is at its limit of requests in flight, or the request waited past its
+    deadline: refused before any work (docs/adr/0011-overload.md); retry after Retry-After."""
+
+    slug = "overloaded"
+    status = 503
+    title = "Service overloaded"
+
+
 class ServiceUnavailable(BoxofficeError):
     """A dependency (database, Kafka, Keycloak keys) is down or its breaker is open."""
 
@@ -236,7 +265,6 @@ def all_error_classes() -> list[type[BoxofficeError]]:
     return seen
 
 
-
 def by_slug(slug: str) -> type[BoxofficeError] | None:
     """The error class whose problem type ends in `slug` (None if there is none)."""
     return _slug_table().get(slug)
@@ -245,3 +273,20 @@ def by_slug(slug: str) -> type[BoxofficeError] | None:
 @functools.cache
 def _slug_table() -> dict[str, type[BoxofficeError]]:
     return {cls.slug: cls for cls in reversed(all_error_classes())}
+
+
+# The errors the HTTP server itself answers with (boxoffice.web.server), by status.
+_SERVER_ERRORS: dict[int, type[BoxofficeError]] = {
+    400: BadRequest,
+    403: Forbidden,
+    414: UriTooLong,
+    417: ExpectationFailed,
+    431: HeaderTooLarge,
+    501: NotImplementedByServer,
+    503: Overloaded,
+}
+
+
+def for_server_status(status: int) -> type[BoxofficeError]:
+    """The error class of a refusal the HTTP server makes before any app code runs."""
+    return _SERVER_ERRORS.get(status, BadRequest if status < 500 else BoxofficeError)
