@@ -18,6 +18,7 @@ TEMPLATE = (ROOT / "stack" / "frontdoor" / "nginx.conf.tmpl").read_text()
 RENDERERS = {
     "local stack": ROOT / "stack" / "services" / "frontdoor.sh",
     "docker compose": ROOT / "deploy" / "compose" / "frontdoor-entrypoint.sh",
+    "chart": ROOT / "helm" / "boxoffice" / "templates" / "frontdoor.yaml",
 }
 
 
