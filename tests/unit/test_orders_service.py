@@ -266,17 +266,16 @@ def test_failed_document_upload_is_recorded_and_a_later_attempt_stores_it(repo: 
     assert orders.store_document(uow, good, result.order_id) is None  # nothing pending now
 
 
-def test_order_view_links_only_stored_documents(repo: FakeOrders) -> None:
+def test_only_stored_documents_are_linked(repo: FakeOrders) -> None:
     stored_b, pending_b = booking(repo), booking(repo)
     for b in (stored_b, pending_b):
         orders.handle_booking_event(factory(repo), KEY, event(b))
-    stored_order = repo.by_booking[stored_b.id]
-    repo.by_booking[stored_b.id] = replace(stored_order, document_stored_at=NOW)
-
-    views = orders.order_views(factory(repo), Store(), [stored_b.id, pending_b.id], 300)
+    stored_order = replace(repo.by_booking[stored_b.id], document_stored_at=NOW)
+    pending_order = repo.by_booking[pending_b.id]
 
     assert (
-        views[stored_b.id].document_url
+        orders.document_link(Store(), stored_order, 300)
         == f"https://s3.test/orders/{stored_order.id}.json?expires=300"
     )
-    assert views[pending_b.id].document_url is None
+    assert orders.document_link(Store(), pending_order, 300) is None
+    assert orders.document_link(Store(), None, 300) is None

@@ -224,10 +224,5 @@ class OrderUnitOfWorks:
 
     @contextmanager
     def __call__(self) -> Iterator[PostgresOrderUnitOfWork]:
-        with self._database.connection() as conn:
-            uow = PostgresOrderUnitOfWork(conn)
-            try:
-                yield uow
-            finally:
-                if not uow.committed:
-                    conn.rollback()
+        with self._database.explicit_transaction() as conn:
+            yield PostgresOrderUnitOfWork(conn)

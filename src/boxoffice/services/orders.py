@@ -255,29 +255,19 @@ class DocumentSweeper:
 # -- the customer's view (create_booking: GET /bookings, GET /bookings/{id}) ---------------------
 
 
-@dataclass(frozen=True, slots=True)
-class OrderView:
-    order: Order
-    document_url: str | None  # presigned, short-lived; None until the document is stored
+def has_document(order: Order | None) -> bool:
+    """The order's ticket document is stored (so it can be linked)."""
+    return order is not None and bool(order.document_key) and order.document_stored_at is not None
 
 
-def order_views(
-    uow: OrderUnitOfWorkFactory,
-    store: DocumentStore,
-    booking_ids: list[uuid.UUID],
-    link_seconds: int,
-) -> dict[uuid.UUID, OrderView]:
-    """The orders of bookings the caller may already see (authorisation is the caller's job),
-    by booking id, each with a presigned link to its stored ticket document."""
-    with uow() as tx:
-        found = tx.orders.orders_for_bookings(booking_ids)
-    views = {}
-    for booking_id, order in found.items():
-        url = None
-        if order.document_key and order.document_stored_at is not None:
-            try:
-                url = store.link(order.document_key, link_seconds)
-            except DocumentStoreError as exc:
-                log.warning("no ticket document link for order %s: %s", order.id, exc)
-        views[booking_id] = OrderView(order, url)
-    return views
+def document_link(store: DocumentStore, order: Order | None, link_seconds: int) -> str | None:
+    """A presigned, short-lived link to the order's stored ticket document (None until it is
+    stored, or when no link can be made)."""
+    if order is None or not has_document(order):
+        return None
+    assert order.document_key is not None
+    try:
+        return store.link(order.document_key, link_seconds)
+    except DocumentStoreError as exc:
+        log.warning("no ticket document link for order %s: %s", order.id, exc)
+        return None
