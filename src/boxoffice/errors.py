@@ -284,7 +284,6 @@ def all_error_classes() -> list[type[BoxofficeError]]:
     return seen
 
 
-
 def by_slug(slug: str) -> type[BoxofficeError] | None:
     """The error class whose problem type ends in `slug` (None if there is none)."""
     return _slug_table().get(slug)
