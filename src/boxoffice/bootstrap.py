@@ -26,7 +26,7 @@ from boxoffice.web.auth import bearer_token
 if TYPE_CHECKING:  # imported on first use below (kafka-python and boto3 are slow to import)
     from boxoffice.adapters.kafka import KafkaEventPublisher
     from boxoffice.adapters.postgres_bookings import PostgresBookingStore
-    from boxoffice.adapters.postgres_orders import OrderUnitOfWorks
+    from boxoffice.adapters.postgres_orders import OrderUnitOfWorks, PostgresOrderStore
     from boxoffice.adapters.s3 import S3DocumentStore
     from boxoffice.services.bookings import BookingPolicy
     from boxoffice.services.orders import DocumentSweeper
@@ -118,8 +118,15 @@ class Container:
     # -- order processing (consume_order) and ticket documents ---------------------------------
 
     @functools.cached_property
+    def orders(self) -> PostgresOrderStore:
+        """Order processing: each booking event applied in one round trip."""
+        from boxoffice.adapters.postgres_orders import PostgresOrderStore  # noqa: PLC0415 - lazy
+
+        return PostgresOrderStore(self.database)
+
+    @functools.cached_property
     def order_uow(self) -> OrderUnitOfWorks:
-        """Transactions of order processing (orders, tickets, consumed events, documents)."""
+        """Transactions of ticket documents (claim, store, mark)."""
         from boxoffice.adapters.postgres_orders import OrderUnitOfWorks  # noqa: PLC0415 - lazy
 
         return OrderUnitOfWorks(self.database)

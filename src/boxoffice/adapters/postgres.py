@@ -153,13 +153,11 @@ class Database:
 class PostgresUnitOfWork:
     def __init__(self, conn: Conn) -> None:
         self.conn = conn
-        self.committed = False
         self.catalogue = PostgresCatalogue(conn)
         self.customers = PostgresCustomers(conn)
 
     def commit(self) -> None:
         self.conn.commit()
-        self.committed = True
 
 
 _EVENT_COLUMNS = """

@@ -181,52 +181,31 @@ class NoopOutboxNotifier:
 # -- orders (consume_order) ---------------------------------------------------------------------
 
 
-class OrderRepository(Protocol):
-    """Orders, tickets and the log of consumed booking events (docs/adr/0007)."""
+@dataclass(frozen=True, slots=True)
+class Processed:
+    """What applying one booking event did."""
 
-    def orders_for_bookings(self, booking_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Order]:
-        """The orders (with their tickets) of these bookings, by booking id."""
+    outcome: Outcome
+    order_id: uuid.UUID | None
+    tickets_issued: int
+    redelivery: bool  # this CloudEvent (or its effect) had already been committed
+
+
+class OrderStore(Protocol):
+    """Orders, tickets and the log of consumed booking events (docs/adr/0007): one booking
+    event applied exactly once, in one transaction (`apply_booking_event`, V4)."""
+
+    def apply(
+        self,
+        event: BookingEvent,
+        order_id: uuid.UUID,
+        document_key: str,
+        tickets: Sequence[NewTicket],
+    ) -> Processed:
+        """Apply `event`; a new order gets `order_id`, `document_key` and `tickets` (signed by
+        the caller, one per seat). Raises UnknownBooking / BookingEventInvalid (never retried)
+        with nothing written."""
         ...
-
-    def lock_booking(self, booking_id: uuid.UUID) -> Booking | None:
-        """The booking, locked FOR UPDATE until commit (serialises its events)."""
-        ...
-
-    def processed_outcome(self, source: str, event_id: str) -> Outcome | None:
-        """What an earlier delivery of this CloudEvent did, or None if it is new."""
-        ...
-
-    def record_event(self, event: BookingEvent, outcome: Outcome) -> None: ...
-
-    def order_for_booking(
-        self, booking_id: uuid.UUID, *, for_update: bool = False
-    ) -> Order | None: ...
-
-    def add_order(
-        self, order_id: uuid.UUID, booking_id: uuid.UUID, document_key: str
-    ) -> datetime | None:
-        """Insert the booking's order (ON CONFLICT DO NOTHING): its confirmation time, or None
-        when the booking already has one."""
-        ...
-
-    def add_tickets(self, order_id: uuid.UUID, tickets: Sequence[NewTicket]) -> None: ...
-    def confirm_booking(self, booking_id: uuid.UUID) -> None:
-        """PENDING -> CONFIRMED (a no-op for any other status)."""
-        ...
-
-    def cancel_order(self, order_id: uuid.UUID) -> None:
-        """Cancel the order and its tickets; its document is due to be stored again."""
-        ...
-
-
-class OrderUnitOfWork(Protocol):
-    @property
-    def orders(self) -> OrderRepository: ...
-    def commit(self) -> None: ...
-
-
-class OrderUnitOfWorkFactory(Protocol):
-    def __call__(self) -> AbstractContextManager[OrderUnitOfWork]: ...
 
 
 class DocumentRepository(Protocol):
