@@ -179,24 +179,10 @@ class HeaderTooLarge(BoxofficeError):
     title = "Request header too large"
 
 
-class UriTooLong(BoxofficeError):
-    slug = "uri-too-long"
-    status = 414
-    title = "Request line too long"
-
-
 class ExpectationFailed(BoxofficeError):
     slug = "expectation-failed"
     status = 417
     title = "Expectation failed"
-
-
-class NotImplementedByServer(BoxofficeError):
-    """A transfer coding or protocol feature the server does not implement."""
-
-    slug = "not-implemented"
-    status = 501
-    title = "Not implemented"
 
 
 class Overloaded(BoxofficeError):
@@ -218,6 +204,54 @@ class ServiceUnavailable(BoxofficeError):
     def __init__(self, detail: str = "", retry_after: int = 1) -> None:
         super().__init__(detail)
         self.headers["Retry-After"] = str(retry_after)
+
+
+# -- HTTP-layer problems: raised by no function; the front door (stack/frontdoor/nginx.conf.tmpl)
+# and gunicorn answer them. Listed here so that their slugs are stable and documented like the rest.
+
+
+class LengthRequired(BoxofficeError):
+    """A chunked request body: the front door wants a Content-Length."""
+
+    slug = "length-required"
+    status = 411
+    title = "Length required"
+
+
+class UriTooLong(BoxofficeError):
+    slug = "uri-too-long"
+    status = 414
+    title = "Request URI too long"
+
+
+class NotImplementedByServer(BoxofficeError):
+    """A Transfer-Encoding (or protocol feature) the front door or the server does not implement."""
+
+    slug = "not-implemented"
+    status = 501
+    title = "Not implemented"
+
+
+class BadGateway(ServiceUnavailable):
+    """The function serving the path is not reachable (or answered with garbage)."""
+
+    slug = "bad-gateway"
+    status = 502
+    title = "Bad gateway"
+
+
+class GatewayTimeout(ServiceUnavailable):
+    """The function serving the path did not answer in time."""
+
+    slug = "gateway-timeout"
+    status = 504
+    title = "Gateway timeout"
+
+
+class HttpVersionNotSupported(BoxofficeError):
+    slug = "http-version-not-supported"
+    status = 505
+    title = "HTTP version not supported"
 
 
 # -- order processing (consume_order: the KafkaSource sink) ----------------------------------
