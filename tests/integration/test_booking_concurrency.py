@@ -239,7 +239,7 @@ class Client:
             )
             if response.status_code != 503:
                 break
-            time.sleep(random.uniform(0.01, 0.05))  # noqa: S311 - jitter, not security
+            time.sleep(random.uniform(0.01, 0.05))
         return Outcome(
             user,
             size,
@@ -260,7 +260,7 @@ class Client:
             )
             if response.status_code != 503:
                 break
-            time.sleep(random.uniform(0.01, 0.05))  # noqa: S311 - jitter, not security
+            time.sleep(random.uniform(0.01, 0.05))
         return response
 
 
