@@ -140,7 +140,14 @@ class Database:
 
     @contextmanager
     def unit_of_work(self, *, read_only: bool = False) -> Iterator[PostgresUnitOfWork]:
-        """One transaction with explicit commit: rolled back unless `commit()` was called."""
+        """One transaction with explicit commit: rolled back unless `commit()` was called.
+
+        `read_only`: the reads run in autocommit, each statement on its own snapshot, without a
+        BEGIN and ROLLBACK round trip around them (a read use case is one statement)."""
+        if read_only:
+            with self.connection() as conn:
+                yield PostgresUnitOfWork(conn)
+            return
         with self.explicit_transaction() as conn:
             yield PostgresUnitOfWork(conn)
 

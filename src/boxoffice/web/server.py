@@ -323,9 +323,10 @@ def gunicorn_options(function: str, settings: ServerSettings) -> dict[str, Any]:
     worker.function = function
 
     def child_exit(_server: Any, worker_process: Any) -> None:
-        from prometheus_client import multiprocess  # noqa: PLC0415
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # its live gauges are no longer live
+            from prometheus_client import multiprocess  # noqa: PLC0415
 
-        multiprocess.mark_process_dead(worker_process.pid)  # type: ignore[no-untyped-call]
+            multiprocess.mark_process_dead(worker_process.pid)  # type: ignore[no-untyped-call]
 
     def worker_exit(_server: Any, _worker: Any) -> None:
         from boxoffice.bootstrap import shutdown  # noqa: PLC0415
