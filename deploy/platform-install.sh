@@ -133,15 +133,19 @@ helm_install() {
     return
   fi
   glob="$(crds_of "chart:$name")" || { echo "rehearse: no CRD mapping for chart $name (add it to crds_of)" >&2; exit 1; }
-  [[ -z "$glob" ]] || install_crds "$glob"
-  note "skip helm chart $name (upstream chart: not available offline; its CRDs are installed)"
+  if [[ -n "$glob" ]]; then
+    install_crds "$glob"
+    note "skip helm chart $name (upstream chart: not available offline; its CRDs are installed)"
+  else
+    note "skip helm chart $name (upstream chart: not available offline; it brings no CRDs)"
+  fi
 }
 
 # kubectl apply -f FILE (or - for stdin) of our own manifests: a strict server-side dry run
 # in a rehearsal.
 apply_ours() {
   if [[ -n "$REHEARSE" ]]; then
-    note "dry-run apply $1"
+    note "dry-run apply ${WHAT:-$1}"
     "$KUBECTL" apply --dry-run=server --validate=strict -f "$@" >/dev/null
   else
     "$KUBECTL" apply -f "$@"
@@ -253,7 +257,7 @@ step_keycloak() {
   step "Keycloak (codecentric keycloakx $KEYCLOAKX_CHART_VERSION), realm from a ConfigMap"
   "$KUBECTL" -n keycloak create configmap keycloak-realm \
     --from-file=realm-boxoffice.json=stack/keycloak/realm-boxoffice.json --dry-run=client -o yaml |
-    apply_ours -
+    WHAT="configmap keycloak/keycloak-realm" apply_ours -
   secret_once keycloak keycloak-admin --from-literal=password="$(head -c 18 /dev/urandom | base64)"
   helm_install keycloak "https://codecentric.github.io/helm-charts|keycloakx" \
     --version "$KEYCLOAKX_CHART_VERSION" -n keycloak -f helm/platform/keycloakx-values.yaml \
