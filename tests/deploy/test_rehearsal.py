@@ -160,6 +160,55 @@ def test_platform_install_walks_its_steps_in_its_own_order(platform: list[str]) 
         _index(platform, rf"^dry-run patch .*{target}")
 
 
+POD_DEFAULTING_WEBHOOK = """\
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata:
+  name: pods.defaulting.webhook.kafka.eventing.knative.dev
+webhooks:
+  - name: pods.defaulting.webhook.kafka.eventing.knative.dev
+    admissionReviewVersions: [v1]
+    sideEffects: None
+    failurePolicy: Ignore
+    # matches no namespace: this stand-in must never be called
+    namespaceSelector: {matchLabels: {boxoffice.dev/rehearsal-never: "true"}}
+    clientConfig:
+      service: {name: kafka-webhook-eventing, namespace: knative-eventing, path: /pods-defaulting}
+"""
+
+
+def test_the_webhook_wait_holds_the_data_plane_until_the_rules_exist(
+    apiserver: ApiServer, platform: list[str]
+) -> None:
+    """The script's own wait (as it noted it), run for real against a stand-in of upstream's
+    pods.defaulting webhook: it times out while the webhook has no rules (knative-v1.20.0's
+    state at install), and returns once the rules are there."""
+    wait = platform[_index(platform, r"^wait .*pods\.defaulting\.webhook")].split()[1:]
+    wait = [("--timeout=4s" if a.startswith("--timeout=") else a) for a in wait]
+    created = apiserver.kubectl("create", "-f", "-", stdin=POD_DEFAULTING_WEBHOOK)
+    assert created.returncode == 0, created.stderr
+    try:
+        before = apiserver.kubectl("wait", *wait)
+        assert before.returncode != 0, before.stdout
+        assert "timed out" in before.stderr, before.stderr
+        rules = [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+                  "resources": ["pods"]}]  # fmt: skip
+        patch = [{"op": "add", "path": "/webhooks/0/rules", "value": rules}]
+        patched = apiserver.kubectl(
+            "patch", "mutatingwebhookconfiguration",
+            "pods.defaulting.webhook.kafka.eventing.knative.dev", "--type=json",
+            "-p", json.dumps(patch),
+        )  # fmt: skip
+        assert patched.returncode == 0, patched.stderr
+        after = apiserver.kubectl("wait", *wait)
+        assert after.returncode == 0, after.stderr
+    finally:
+        apiserver.kubectl(
+            "delete", "mutatingwebhookconfiguration",
+            "pods.defaulting.webhook.kafka.eventing.knative.dev", "--ignore-not-found",
+        )  # fmt: skip
+
+
 def test_every_upstream_crd_is_installed_and_served(
     apiserver: ApiServer, platform: list[str]
 ) -> None:
