@@ -40,7 +40,14 @@ major=1
 minor="${minor_patch%%.*}"
 dest="$TOOLS/kube-apiserver-$KUBE_VERSION"
 bin="$dest/kube-apiserver"
-if [[ ! -x "$bin" ]] || ! "$bin" --version 2>/dev/null | grep -qx "Kubernetes $KUBE_VERSION"; then
+built() { [[ -x "$bin" ]] && "$bin" --version 2>/dev/null | grep -qx "Kubernetes $KUBE_VERSION"; }
+mkdir -p "$TOOLS"
+if ! built; then
+  # one build at a time (a second caller waits, then finds the binary)
+  exec 9>"$TOOLS/.kube-apiserver-$KUBE_VERSION.lock"
+  flock 9
+fi
+if ! built; then
   command -v go >/dev/null || { log "go is required to build kube-apiserver"; exit 1; }
   log "building kube-apiserver $KUBE_VERSION (first time only: 15-20 minutes)"
   mod="$TOOLS/kube-apiserver-src-$KUBE_VERSION"
