@@ -88,21 +88,27 @@ class ApiServer:
         )  # fmt: skip
 
 
-def _rehearse(*args: str, timeout: int) -> subprocess.CompletedProcess[str]:
+def _rehearse(
+    *args: str, timeout: int, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["bash", str(ROOT / "deploy" / "rehearse.sh"), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
+        env={**os.environ, **(env or {})},
     )
 
 
-def _start(tools: Tools, state: Path) -> ApiServer:
+def _start(tools: Tools, state: Path, *, free_ports: bool = False) -> ApiServer:
+    """free_ports: ignore BOXOFFICE_REHEARSAL_*_PORT (a second server beside the first)."""
     if not SHARED_CRDS.is_dir():
         pytest.fail(f"{SHARED_CRDS} is missing (the shared/ checkout beside the repo)")
+    ports = ("ETCD_PORT", "ETCD_PEER_PORT", "APISERVER_PORT")
+    env = {f"BOXOFFICE_REHEARSAL_{p}": "" for p in ports} if free_ports else None
     # first run: installs etcd-server and builds kube-apiserver (cached afterwards)
-    proc = _rehearse("up", str(state), timeout=3300)
+    proc = _rehearse("up", str(state), timeout=3300, env=env)
     if proc.returncode != 0:
         pytest.fail(f"deploy/rehearse.sh up failed:\n{proc.stderr[-6000:]}", pytrace=False)
     (line,) = [x for x in proc.stdout.splitlines() if x.startswith("KUBECONFIG=")]
@@ -238,7 +244,7 @@ def test_platform_install_in_the_old_order_fails_on_the_podmonitor(
 ) -> None:
     """Negative control: the order this script had (CloudNativePG before kube-prometheus-stack)
     is refused exactly as a real cluster refuses it (cloudnative-pg/charts#108)."""
-    server = _start(tools, tmp_path / "apiserver")
+    server = _start(tools, tmp_path / "apiserver", free_ports=True)
     try:
         proc = server.platform_install(
             "namespaces", "knative-serving", "knative-eventing", "kafka", "postgres",
