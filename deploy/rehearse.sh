@@ -89,13 +89,13 @@ EOF
 }
 
 down() {
-  local dir="$1" name pid i
+  local dir="$1" name pid
   for name in kube-apiserver etcd; do
     [[ -f "$dir/$name.pid" ]] || continue
     pid="$(cat "$dir/$name.pid")"
     if kill -0 "$pid" 2>/dev/null; then
       kill "$pid" 2>/dev/null || true
-      for i in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+      for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
       kill -9 "$pid" 2>/dev/null || true
     fi
     rm -f "$dir/$name.pid"
@@ -112,6 +112,7 @@ rehearse() {
   tools_env="$(bash "$ROOT/deploy/tools.sh")"
   eval "$tools_env"
   REHEARSAL_DIR="$(mktemp -d)"
+  # shellcheck disable=SC2154  # rc is set inside the trap
   trap 'rc=$?; down "$REHEARSAL_DIR"; rm -rf "$REHEARSAL_DIR"; [[ $rc -eq 0 ]] || log "rehearsal FAILED"; exit $rc' EXIT
   kc="$(up "$REHEARSAL_DIR")"
   export "${kc?}" KUBECTL HELM
