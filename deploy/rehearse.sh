@@ -22,7 +22,7 @@ log() { echo "rehearse: $*" >&2; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 up() {
-  local dir="$1" etcd_port peer_port api_port token i
+  local dir="$1" etcd_port peer_port api_port token
   mkdir -p "$dir"
   dir="$(cd "$dir" && pwd)"
   local tools_env
@@ -53,7 +53,7 @@ up() {
     --service-cluster-ip-range=10.96.0.0/16 --profiling=false \
     >"$dir/kube-apiserver.log" 2>&1 &
   echo $! >"$dir/kube-apiserver.pid"
-  for i in $(seq 1 240); do
+  for _ in $(seq 1 240); do
     if curl -sf --max-time 2 -k -H "Authorization: Bearer $token" "https://127.0.0.1:$api_port/readyz" >/dev/null 2>&1; then
       break
     fi
