@@ -14,6 +14,7 @@ from pathlib import Path
 import requests
 
 from benchmarks.env import ROOT, VENV_BIN, BenchError
+from boxoffice.web import server
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -129,13 +130,7 @@ class FunctionProcess:
         with self.log.open("ab") as out:
             self.started_at = time.monotonic()
             self.proc = subprocess.Popen(
-                [
-                    str(VENV_BIN / "functions-framework"),
-                    "--target=handler",
-                    "--source=main.py",
-                    "--host=127.0.0.1",
-                    f"--port={self.port}",
-                ],
+                server.command(str(VENV_BIN / "python"), self.port),
                 cwd=ROOT / "functions" / self.name,
                 env=env,
                 stdout=out,

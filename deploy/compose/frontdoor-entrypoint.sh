@@ -1,16 +1,19 @@
 #!/bin/sh
 # The front door under docker compose: renders the same template as the local stack
 # (stack/frontdoor/nginx.conf.tmpl, mounted at /etc/boxoffice/nginx.conf.tmpl) for the compose
-# network, then runs nginx in the foreground, logging to the container's stderr. Overridable:
+# network (each function gets the client's Host), then runs nginx in the foreground, logging to
+# the container's stderr. Overridable:
 # FRONTDOOR_TEMPLATE, FRONTDOOR_DIR, FRONTDOOR_LISTEN (or FRONTDOOR_PORT), <FUNCTION>_ADDR (tests/deploy/test_compose.py).
 set -eu
 dir=${FRONTDOOR_DIR:-/tmp/frontdoor}
-mkdir -p "$dir/tmp"
+mkdir -p "$dir"
 sed -e "s|@DIR@|$dir|g" -e "s|@LOG@|/dev/stderr|g" \
   -e "s|@LISTEN@|${FRONTDOOR_LISTEN:-0.0.0.0:${FRONTDOOR_PORT:-8080}}|g" \
   -e "s|@GET_EVENT_ADDR@|${GET_EVENT_ADDR:-get_event:8080}|g" \
   -e "s|@GET_CUSTOMER_ADDR@|${GET_CUSTOMER_ADDR:-get_customer:8080}|g" \
   -e "s|@CREATE_BOOKING_ADDR@|${CREATE_BOOKING_ADDR:-create_booking:8080}|g" \
+  -e 's|@GET_EVENT_HOST@|$http_host|g' -e 's|@GET_CUSTOMER_HOST@|$http_host|g' \
+  -e 's|@CREATE_BOOKING_HOST@|$http_host|g' \
   -e "s|@PROBLEM_BASE@|${BOXOFFICE_PROBLEM_BASE_URI:-https://boxoffice.example/problems/}|g" \
   "${FRONTDOOR_TEMPLATE:-/etc/boxoffice/nginx.conf.tmpl}" >"$dir/nginx.conf"
 nginx -t -q -p "$dir" -e /dev/stderr -c "$dir/nginx.conf"

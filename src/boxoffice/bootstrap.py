@@ -178,6 +178,23 @@ def container() -> Container:
     return _container
 
 
+def shutdown() -> None:
+    """Stop what the process started (background threads, the database pool): called when a
+    server worker exits, after its last request (boxoffice.web.server)."""
+    c = _container
+    if c is None:
+        return
+    started = c.__dict__  # cached_property: only what was ever used
+    if "outbox_relay_worker" in started:
+        c.outbox_relay_worker.stop()
+    if "document_sweeper" in started:
+        c.document_sweeper.stop()
+    if "event_publisher" in started:
+        c.event_publisher.close()
+    if "database" in started:
+        c.database.close()
+
+
 def set_container(new: Container | None) -> None:
     """Swap the composition root (tests)."""
     global _container  # noqa: PLW0603

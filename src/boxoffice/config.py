@@ -72,6 +72,25 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
         "5",
         "How long an open circuit breaker fails fast before one trial call.",
     ),
+    # The HTTP server of every function (boxoffice.web.server, docs/adr/0011-overload.md).
+    "PORT": ("8080", "Port the function serves HTTP on (Knative and OpenFaaS set it)."),
+    "WORKERS": ("1", "gunicorn worker processes (the local stack: one per CPU)."),
+    "THREADS": ("8", "Threads per worker process (requests served at once by one worker)."),
+    "BOXOFFICE_MAX_INFLIGHT": (
+        "0",
+        "Requests one worker process admits at once (running or waiting for a thread); the next "
+        "is refused at once with 503 overloaded. 0: twice THREADS.",
+    ),
+    "BOXOFFICE_REQUEST_DEADLINE_SECONDS": (
+        "1",
+        "A request that waited longer than this for a thread (or whose client left) is refused "
+        "with 503 overloaded before any work.",
+    ),
+    "BOXOFFICE_OVERLOAD_RETRY_AFTER_SECONDS": ("1", "Retry-After of 503 overloaded answers."),
+    "BOXOFFICE_GRACEFUL_TIMEOUT_SECONDS": (
+        "20",
+        "On SIGTERM: how long in-flight requests may take to finish before the workers stop.",
+    ),
 }
 
 
@@ -177,4 +196,30 @@ class Settings:
             ticket_document_sweep_seconds=_seconds(e, "BOXOFFICE_TICKET_DOCUMENT_SWEEP_SECONDS"),
             breaker_failure_threshold=_int(e, "BOXOFFICE_BREAKER_FAILURE_THRESHOLD", 1),
             breaker_open_seconds=_seconds(e, "BOXOFFICE_BREAKER_OPEN_SECONDS"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """The HTTP server's settings (boxoffice.web.server); a function needs no others to start."""
+
+    workers: int
+    threads: int
+    max_inflight: int  # 0: twice `threads`
+    request_deadline: float
+    overload_retry_after: int
+    graceful_timeout: int
+    problem_base: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ServerSettings:
+        e = os.environ if env is None else env
+        return cls(
+            workers=_int(e, "WORKERS", 1),
+            threads=_int(e, "THREADS", 1),
+            max_inflight=_int(e, "BOXOFFICE_MAX_INFLIGHT"),
+            request_deadline=_seconds(e, "BOXOFFICE_REQUEST_DEADLINE_SECONDS"),
+            overload_retry_after=_int(e, "BOXOFFICE_OVERLOAD_RETRY_AFTER_SECONDS", 1),
+            graceful_timeout=_int(e, "BOXOFFICE_GRACEFUL_TIMEOUT_SECONDS", 1),
+            problem_base=_get(e, "BOXOFFICE_PROBLEM_BASE_URI"),
         )

@@ -179,6 +179,21 @@ class HeaderTooLarge(BoxofficeError):
     title = "Request header too large"
 
 
+class ExpectationFailed(BoxofficeError):
+    slug = "expectation-failed"
+    status = 417
+    title = "Expectation failed"
+
+
+class Overloaded(BoxofficeError):
+    """The function is at its limit of requests in flight, or the request waited past its
+    deadline: refused before any work (docs/adr/0011-overload.md); retry after Retry-After."""
+
+    slug = "overloaded"
+    status = 503
+    title = "Service overloaded"
+
+
 class ServiceUnavailable(BoxofficeError):
     """A dependency (database, Kafka, Keycloak keys) is down or its breaker is open."""
 
@@ -189,6 +204,54 @@ class ServiceUnavailable(BoxofficeError):
     def __init__(self, detail: str = "", retry_after: int = 1) -> None:
         super().__init__(detail)
         self.headers["Retry-After"] = str(retry_after)
+
+
+# -- HTTP-layer problems: raised by no function; the front door (stack/frontdoor/nginx.conf.tmpl)
+# and gunicorn answer them. Listed here so that their slugs are stable and documented like the rest.
+
+
+class LengthRequired(BoxofficeError):
+    """A chunked request body: the front door wants a Content-Length."""
+
+    slug = "length-required"
+    status = 411
+    title = "Length required"
+
+
+class UriTooLong(BoxofficeError):
+    slug = "uri-too-long"
+    status = 414
+    title = "Request URI too long"
+
+
+class NotImplementedByServer(BoxofficeError):
+    """A Transfer-Encoding (or protocol feature) the front door or the server does not implement."""
+
+    slug = "not-implemented"
+    status = 501
+    title = "Not implemented"
+
+
+class BadGateway(ServiceUnavailable):
+    """The function serving the path is not reachable (or answered with garbage)."""
+
+    slug = "bad-gateway"
+    status = 502
+    title = "Bad gateway"
+
+
+class GatewayTimeout(ServiceUnavailable):
+    """The function serving the path did not answer in time."""
+
+    slug = "gateway-timeout"
+    status = 504
+    title = "Gateway timeout"
+
+
+class HttpVersionNotSupported(BoxofficeError):
+    slug = "http-version-not-supported"
+    status = 505
+    title = "HTTP version not supported"
 
 
 # -- order processing (consume_order: the KafkaSource sink) ----------------------------------
@@ -236,7 +299,6 @@ def all_error_classes() -> list[type[BoxofficeError]]:
     return seen
 
 
-
 def by_slug(slug: str) -> type[BoxofficeError] | None:
     """The error class whose problem type ends in `slug` (None if there is none)."""
     return _slug_table().get(slug)
@@ -245,3 +307,20 @@ def by_slug(slug: str) -> type[BoxofficeError] | None:
 @functools.cache
 def _slug_table() -> dict[str, type[BoxofficeError]]:
     return {cls.slug: cls for cls in reversed(all_error_classes())}
+
+
+# The errors the HTTP server itself answers with (boxoffice.web.server), by status.
+_SERVER_ERRORS: dict[int, type[BoxofficeError]] = {
+    400: BadRequest,
+    403: Forbidden,
+    414: UriTooLong,
+    417: ExpectationFailed,
+    431: HeaderTooLarge,
+    501: NotImplementedByServer,
+    503: Overloaded,
+}
+
+
+def for_server_status(status: int) -> type[BoxofficeError]:
+    """The error class of a refusal the HTTP server makes before any app code runs."""
+    return _SERVER_ERRORS.get(status, BadRequest if status < 500 else BoxofficeError)

@@ -3,12 +3,18 @@
 # for the API on http://127.0.0.1:$BOXOFFICE_FRONTDOOR_PORT that routes by path to the functions:
 # /events, /venues -> get_event; /customers -> get_customer; /bookings -> create_booking.
 # Config rendered from stack/frontdoor/nginx.conf.tmpl into $BX_STATE/frontdoor/nginx.conf (checked
-# with `nginx -t`); access and error log: $BX_STATE/logs/frontdoor.log. See docs/adr/0009-front-door.md.
+# with `nginx -t`); access and error log: $BX_STATE/logs/frontdoor.log; the catalogue cache, temp
+# files and pid live in $BX_STATE/frontdoor (`stack/boxo down --purge` deletes them). Each function
+# gets the client's Host. See docs/adr/0009-front-door.md.
 : "${BOXOFFICE_FRONTDOOR_PORT:=28000}"
 : "${BOXOFFICE_PROBLEM_BASE_URI:=https://boxoffice.example/problems/}"
 BX_NGINX_BIN="${BOXOFFICE_NGINX_BIN:-/usr/sbin/nginx}"
 BX_FD_DIR="$BX_STATE/frontdoor"
 BX_FD_CONFIG="$BX_FD_DIR/nginx.conf"
+# Started as root, nginx would run its workers as `nobody`, who may not reach the cache and temp
+# files in $BX_STATE (a clone under /root is private): then the workers run as the same user.
+BX_FD_GLOBALS=()
+[[ $EUID -eq 0 ]] && BX_FD_GLOBALS=(-g "user root;")
 
 frontdoor_url() { echo "http://$BX_HOST:$BOXOFFICE_FRONTDOOR_PORT"; }
 
@@ -22,16 +28,18 @@ frontdoor_healthy() { bx_http_ok "$(frontdoor_url)/_frontdoor/healthz"; }
 # _fd_render FILE: the config for the current ports, checked with `nginx -t`.
 _fd_render() {
   local out=$1
-  mkdir -p "$BX_FD_DIR/tmp"
+  mkdir -p "$BX_FD_DIR"
   sed -e "s|@DIR@|$BX_FD_DIR|g" -e "s|@LOG@|$(bx_log_file frontdoor)|g" \
     -e "s|@LISTEN@|$BX_HOST:$BOXOFFICE_FRONTDOOR_PORT|g" \
     -e "s|@GET_EVENT_ADDR@|$BX_HOST:$(fn_port get_event)|g" \
     -e "s|@GET_CUSTOMER_ADDR@|$BX_HOST:$(fn_port get_customer)|g" \
     -e "s|@CREATE_BOOKING_ADDR@|$BX_HOST:$(fn_port create_booking)|g" \
+    -e 's|@GET_EVENT_HOST@|$http_host|g' -e 's|@GET_CUSTOMER_HOST@|$http_host|g' \
+    -e 's|@CREATE_BOOKING_HOST@|$http_host|g' \
     -e "s|@PROBLEM_BASE@|$BOXOFFICE_PROBLEM_BASE_URI|g" \
     "$BX_ROOT/stack/frontdoor/nginx.conf.tmpl" >"$out"
-  "$BX_NGINX_BIN" -t -q -p "$BX_FD_DIR" -e "$(bx_log_file frontdoor)" -c "$out" 2>/dev/null || {
-    "$BX_NGINX_BIN" -t -p "$BX_FD_DIR" -e "$(bx_log_file frontdoor)" -c "$out" >&2 || true
+  "$BX_NGINX_BIN" -t -q -p "$BX_FD_DIR" -e "$(bx_log_file frontdoor)" -c "$out" "${BX_FD_GLOBALS[@]}" 2>/dev/null || {
+    "$BX_NGINX_BIN" -t -p "$BX_FD_DIR" -e "$(bx_log_file frontdoor)" -c "$out" "${BX_FD_GLOBALS[@]}" >&2 || true
     bx_die "invalid nginx config rendered into $out (from stack/frontdoor/nginx.conf.tmpl)"
   }
 }
@@ -39,7 +47,8 @@ _fd_render() {
 frontdoor_start() {
   _fd_render "$BX_FD_CONFIG"
   bx_stop_pid frontdoor 5
-  bx_start_bg frontdoor "$BX_NGINX_BIN" -p "$BX_FD_DIR" -e "$(bx_log_file frontdoor)" -c "$BX_FD_CONFIG"
+  bx_start_bg frontdoor "$BX_NGINX_BIN" -p "$BX_FD_DIR" -e "$(bx_log_file frontdoor)" \
+    -c "$BX_FD_CONFIG" "${BX_FD_GLOBALS[@]}"
   bx_wait frontdoor 20 frontdoor_healthy
 }
 

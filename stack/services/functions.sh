@@ -1,12 +1,15 @@
 # shellcheck shell=bash
-# The functions, each its own process under functions-framework (gunicorn, 1 worker, threads),
-# as Knative would run them; each is registered with Prometheus through a file_sd target file.
-# Ports: BOXOFFICE_<NAME>_PORT, defaults below.
+# The functions, each its own server (python -m boxoffice.web.server: functions-framework's app
+# under gunicorn, as the images run them), with one worker process per CPU so that one function
+# can use the whole machine; each is registered with Prometheus through a file_sd target file.
+# Ports: BOXOFFICE_<NAME>_PORT, defaults below. Size: BOXOFFICE_FUNCTION_WORKERS (default: the
+# number of CPUs) x BOXOFFICE_FUNCTION_THREADS (8).
 : "${BOXOFFICE_GET_EVENT_PORT:=28081}"
 : "${BOXOFFICE_GET_CUSTOMER_PORT:=28082}"
 : "${BOXOFFICE_CREATE_BOOKING_PORT:=28083}"
 : "${BOXOFFICE_CONSUME_ORDER_PORT:=28084}"
 : "${BOXOFFICE_FUNCTION_THREADS:=8}"
+: "${BOXOFFICE_FUNCTION_WORKERS:=$(nproc 2>/dev/null || echo 1)}"
 
 BX_FUNCTIONS=(get_event get_customer create_booking consume_order)
 
@@ -15,6 +18,18 @@ fn_present() { grep -qs '^def handler' "$BX_ROOT/functions/$1/main.py"; }
 fn_healthy() { bx_http_ok "http://$BX_HOST:$(fn_port "$1")/healthz" 2>/dev/null; }
 
 functions_install() { :; }
+
+# fn_start_server NAME FUNCTION PORT: start FUNCTION's server in the background as service NAME
+# (its log and pid file), with the environment the caller exported. Also used by the tests that
+# start function processes of their own (tests/faults, the concurrency tests).
+fn_start_server() {
+  local name=$1 fn=$2 port=$3
+  (
+    cd "$BX_ROOT/functions/$fn"
+    bx_start_bg "$name" "$BX_ROOT/.venv/bin/python" -m boxoffice.web.server --source main.py \
+      --host "$BX_HOST" --port "$port"
+  )
+}
 
 functions_healthy() {
   local fn
@@ -34,10 +49,8 @@ functions_start() {
     port=$(fn_port "$fn")
     (
       eval "$(bx_env)"
-      export PORT=$port THREADS=$BOXOFFICE_FUNCTION_THREADS WORKERS=1
-      cd "$BX_ROOT/functions/$fn"
-      bx_start_bg "$fn" "$BX_ROOT/.venv/bin/functions-framework" --target handler \
-        --source main.py --host "$BX_HOST" --port "$port"
+      export PORT=$port THREADS=$BOXOFFICE_FUNCTION_THREADS WORKERS=$BOXOFFICE_FUNCTION_WORKERS
+      fn_start_server "$fn" "$fn" "$port"
     )
     bx_wait "$fn" 60 fn_healthy "$fn"
     printf '[{"targets":["%s:%s"],"labels":{"function":"%s"}}]\n' "$BX_HOST" "$port" "$fn" \

@@ -61,12 +61,15 @@ def tools(tmp_path_factory: pytest.TempPathFactory) -> Tools:
         kubeconform=env["KUBECONFORM"],
         hadolint=env["HADOLINT"],
         k8s_schema_dir=Path(env["K8S_SCHEMA_DIR"]),
-        crd_schema_dir=_crd_schemas(tmp_path_factory.mktemp("crds")),
+        crd_schema_dir=_crd_schemas(
+            tmp_path_factory.mktemp("crds"), Path(env["GATEWAY_API_SCHEMA_DIR"])
+        ),
     )
 
 
-def _crd_schemas(dest: Path) -> Path:
-    """../shared/schemas/crds, with one repair: a schema whose top level has
+def _crd_schemas(dest: Path, gateway_api: Path) -> Path:
+    """../shared/schemas/crds plus the Gateway API's (deploy/tools.sh makes them from the CRDs of
+    the Go module sigs.k8s.io/gateway-api), with one repair: a schema whose top level has
     additionalProperties:false but no apiVersion/kind/metadata properties (KafkaSink's, made from
     a CRD whose openAPIV3Schema only lists spec/status) rejects every real object under
     -strict; add the three standard properties. spec is validated exactly as shipped."""
@@ -74,6 +77,7 @@ def _crd_schemas(dest: Path) -> Path:
         pytest.fail(f"{SHARED_CRDS} is missing (the shared/ checkout beside the repo)")
     out = dest / "crds"
     shutil.copytree(SHARED_CRDS, out)
+    shutil.copytree(gateway_api, out, dirs_exist_ok=True)
     for path in out.glob("*/*.json"):
         schema = json.loads(path.read_text())
         props = schema.get("properties", {})

@@ -75,7 +75,10 @@ def test_rendered_manifests_pass_kubeconform_strict(
     assert_all_valid(results)
     kinds = {r["kind"] for r in results}
     expected = {"Service", "KafkaSource", "KafkaSink", "Job", "ConfigMap", "PodMonitor"}
+    expected |= {"Deployment", "PodDisruptionBudget"}  # the front door
     assert expected <= kinds
+    if values is not None and "httpRoute" in values.read_text():
+        assert "HTTPRoute" in kinds  # validated against the Gateway API's own schema
     assert len(results) == len(docs(out.read_text()))  # every document was validated
 
 
@@ -99,9 +102,11 @@ def test_kubeconform_really_rejects_a_bad_manifest(tools: Tools, tmp_path: Path)
         "spec: {template: {spec: {containers: [{name: a, image: b, bogus: 1}]}}}\n"
         "---\napiVersion: sources.knative.dev/v1beta1\nkind: KafkaSource\nmetadata: {name: y}\n"
         "spec: {topics: [a], bootstrapServers: [b], delivery: {retries: 3}}\n"
+        "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: z}\n"
+        "spec: {rules: [{backendRefs: [{name: s, port: 80, weight: heavy}]}]}\n"
     )
     statuses = [r["status"] for r in kubeconform(tools, bad)]
-    assert statuses == ["statusInvalid", "statusInvalid"]
+    assert statuses == ["statusInvalid", "statusInvalid", "statusInvalid"]
 
 
 def test_k8s_dir_equals_a_fresh_render() -> None:

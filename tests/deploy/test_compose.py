@@ -18,6 +18,7 @@ import re
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -241,9 +242,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def compose_frontdoor(
-    model: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
+def compose_frontdoor(model: dict[str, Any]) -> Iterator[str]:
     frontdoor = model["services"]["frontdoor"]
     mounts = {v["target"]: Path(v["source"]) for v in frontdoor["volumes"]}
     template = ROOT / "stack" / "frontdoor" / "nginx.conf.tmpl"
@@ -258,12 +257,16 @@ def compose_frontdoor(
             pytest.fail(f"BOXOFFICE_{fn.upper()}_URL is not set: run with the stack's env")
         addr[f"{fn.upper()}_ADDR"] = url.split("://", 1)[1].rstrip("/")
     port = _free_port()
+    # Started as root, nginx runs its workers as an unprivileged user (as in the image): they must
+    # reach the cache and temp files, so not under pytest's private temp directory.
+    directory = Path(tempfile.mkdtemp(prefix="boxoffice-compose-frontdoor-"))
+    directory.chmod(0o755)
     env = {
         **os.environ,
         **addr,
         "PATH": f"{Path(nginx).parent}:{os.environ.get('PATH', '')}",
         "FRONTDOOR_TEMPLATE": str(mounts["/etc/boxoffice/nginx.conf.tmpl"]),
-        "FRONTDOOR_DIR": str(tmp_path_factory.mktemp("frontdoor")),
+        "FRONTDOOR_DIR": str(directory),
         "FRONTDOOR_LISTEN": f"127.0.0.1:{port}",
     }
     entrypoint = mounts["/etc/boxoffice/frontdoor-entrypoint.sh"]
@@ -294,6 +297,7 @@ def compose_frontdoor(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.mark.parametrize(
@@ -312,3 +316,9 @@ def test_compose_frontdoor_routes(compose_frontdoor: str, path: str, status: int
     if status >= 400:
         assert response.headers["Content-Type"].startswith("application/problem+json")
         assert response.json()["status"] == status
+
+
+def test_compose_frontdoor_caches_the_catalogue(compose_frontdoor: str) -> None:
+    url = f"{compose_frontdoor}/venues/7e0e0000-0000-4000-8000-000000000003"
+    statuses = [requests.get(url, timeout=10).headers.get("X-Cache-Status") for _ in range(2)]
+    assert statuses == ["MISS", "HIT"]

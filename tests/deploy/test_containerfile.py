@@ -40,11 +40,11 @@ def test_image_invariants() -> None:
         assert (ROOT / "functions" / fn / "main.py").is_file()
 
 
-def test_entrypoint_runs_functions_framework_on_port() -> None:
+def test_entrypoint_runs_the_function_server_on_port() -> None:
     script = (ROOT / "deploy" / "container-entrypoint.sh").read_text()
-    command = " ".join(script[script.index("exec functions-framework") :].split())
+    command = " ".join(script[script.index("exec python -m boxoffice.web.server") :].split())
     assert command.startswith(
-        "exec functions-framework --target handler \\ "
+        "exec python -m boxoffice.web.server \\ "
         '--source "$APP_DIR/functions/$FUNCTION/main.py" --port "$PORT"'
     )
     assert "/sys/fs/cgroup/cpu.max" in script

@@ -96,6 +96,15 @@ def test_flyway_is_one_version() -> None:
     assert DIGEST.sub("", image) == f"docker.io/flyway/flyway:{version}"
 
 
+def test_nginx_front_door_is_one_version_in_compose_and_the_chart() -> None:
+    """The local stack's front door is Debian's nginx package (the same template); compose and
+    the chart run the official image, one tag."""
+    image = yaml.safe_load((CHART / "values.yaml").read_text())["frontdoor"]["image"]
+    repo, _, tag = DIGEST.sub("", image).rpartition(":")
+    assert repo == "docker.io/library/nginx"
+    assert _compose_tags("nginx") == {tag}
+
+
 def test_postgresql_is_one_major() -> None:
     local = re.search(r"/usr/lib/postgresql/(\d+)/bin", _text("stack/services/postgres.sh"))
     assert local

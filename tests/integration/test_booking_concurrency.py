@@ -36,6 +36,7 @@ from psycopg import sql
 from support_databases import fresh_database
 
 from boxoffice.domain.catalogue import split_capacity
+from boxoffice.web import server as function_server
 
 pytestmark = pytest.mark.integration
 
@@ -125,8 +126,8 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """create_booking under functions-framework (gunicorn, 1 worker, threads), as the stack
-    runs it, on its own port and database."""
+    """create_booking's server (gunicorn, 1 worker, threads), as the stack runs it, on its own
+    port and database."""
     port = _free_port()
     env = dict(os.environ)
     env.update(
@@ -143,13 +144,7 @@ def server(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
     log = tmp_path_factory.mktemp("create_booking") / "server.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [
-                str(ROOT / ".venv" / "bin" / "functions-framework"),
-                "--target=handler",
-                "--source=main.py",
-                "--host=127.0.0.1",
-                f"--port={port}",
-            ],
+            function_server.command(str(ROOT / ".venv" / "bin" / "python"), port),
             cwd=ROOT / "functions" / "create_booking",
             env=env,
             stdout=out,

@@ -1,4 +1,4 @@
-"""Crash safety: consume_order runs as its own process (the functions-framework CLI, as the stack
+"""Crash safety: consume_order runs as its own process (its server, as the stack
 runs it), is SIGKILLed in the middle of a stream of deliveries, restarted, and sent again what
 was not acknowledged plus some of what was (KafkaSource re-delivers from the last committed
 offset). Nothing is lost, nothing is duplicated, every booking ends confirmed."""
@@ -30,6 +30,8 @@ from test_consume_order_support import (
     ticket_rows,
 )
 
+from boxoffice.web import server
+
 EVENT = uuid.UUID("e0e0f000-0000-4000-8000-00000000e003")
 CUSTOMER = uuid.UUID("c0c0f000-0000-4000-8000-00000000e003")
 STREAM = 80
@@ -47,17 +49,7 @@ class ConsumerProcess:
         self.url = f"http://127.0.0.1:{port}"
         self._log = log.open("ab")
         self.proc = subprocess.Popen(
-            [
-                str(ROOT / ".venv" / "bin" / "functions-framework"),
-                "--target",
-                "handler",
-                "--source",
-                "main.py",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
+            server.command(str(ROOT / ".venv" / "bin" / "python"), port),
             cwd=ROOT / "functions" / "consume_order",
             env={**os.environ, "WORKERS": "1", "THREADS": "4"},
             stdout=self._log,

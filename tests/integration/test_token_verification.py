@@ -180,12 +180,12 @@ def test_a_token_with_its_signature_stripped_is_refused(
         _assert_refused(_get_me(customer_client, forged), assert_problem)
 
 
-def test_an_oversized_authorization_header_is_refused_unparsed(
+def test_an_oversized_authorization_header_is_refused_unparsed_with_431(
     customer_client: FlaskClient, alice_token: str, assert_problem: Problem
 ) -> None:
     padded = alice_token + "A" * 9000
     response = customer_client.get(ME, headers={"Authorization": f"Bearer {padded}"})
-    body = _assert_refused(response, assert_problem)
+    body = assert_problem(response, 431, "header-too-large")
     assert "too large" in body["detail"]
 
 

@@ -11,7 +11,8 @@ from boxoffice.domain.identity import Principal
 
 __all__ = ["MAX_AUTHORIZATION_HEADER", "Principal", "TokenVerifier", "bearer_token"]
 
-# A Keycloak access token with many roles is ~2 KiB; anything far larger is refused unparsed.
+# A Keycloak access token with many roles is ~2 KiB; anything far larger is refused unparsed, as
+# the HTTP server and the front door refuse any header field over 8 KiB (boxoffice.web.server).
 MAX_AUTHORIZATION_HEADER = 8192
 
 
@@ -24,7 +25,7 @@ def bearer_token(request: Request) -> str:
     if not header:
         raise errors.Unauthorized("an access token is required (Authorization: Bearer <token>)")
     if len(header) > MAX_AUTHORIZATION_HEADER:
-        raise errors.InvalidToken("Authorization header is too large")
+        raise errors.HeaderTooLarge("Authorization header is too large")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise errors.InvalidToken("Authorization header must be 'Bearer <token>'")

@@ -1,6 +1,17 @@
-"""Prometheus metrics of every function (one registry per process; nothing is pushed)."""
+"""Prometheus metrics of every function (nothing is pushed).
+
+One registry per process. A server with several worker processes (boxoffice.web.server) runs
+prometheus_client in its multiprocess mode (`PROMETHEUS_MULTIPROC_DIR`, set before this module
+is imported): counters and histograms are summed over the workers, gauges say how they combine
+(`multiprocess_mode`), and /metrics shows the whole server whichever worker answers it. The
+circuit-breaker gauge is computed when scraped, from the breakers of the process that answers
+(each worker has its own).
+"""
 
 from __future__ import annotations
+
+import os
+from collections.abc import Iterable
 
 from prometheus_client import (
     CollectorRegistry,
@@ -11,6 +22,11 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+
+# Decided at import, as prometheus_client decides where values live.
+MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series only add cardinality
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -58,6 +74,17 @@ BREAKER_STATE = Gauge(
     ["dependency"],
     registry=REGISTRY,
 )
+# Families computed at scrape time in the answering process (Gauge.set_function).
+PROCESS_LOCAL = frozenset({"boxoffice_circuit_breaker_open"})
+
+REQUESTS_SHED = Counter(
+    "boxoffice_requests_shed",
+    "Requests refused with 503 overloaded before any work, by function and reason: "
+    "inflight_limit (the worker was at BOXOFFICE_MAX_INFLIGHT), deadline (waited longer than "
+    "BOXOFFICE_REQUEST_DEADLINE_SECONDS for a thread), client_gone.",
+    ["function", "reason"],
+    registry=REGISTRY,
+)
 
 
 # Transactional outbox relay (services/relay.py).
@@ -75,11 +102,13 @@ OUTBOX_PUBLISH_FAILURES = Counter(
 OUTBOX_BACKLOG = Gauge(
     "boxoffice_outbox_backlog",
     "Outbox events not yet published (as last measured by this process's relay).",
+    multiprocess_mode="livemax",
     registry=REGISTRY,
 )
 OUTBOX_OLDEST_AGE = Gauge(
     "boxoffice_outbox_oldest_age_seconds",
     "Age of the oldest unpublished outbox event (0 when none).",
+    multiprocess_mode="livemax",
     registry=REGISTRY,
 )
 OUTBOX_PUBLISH_LATENCY = Histogram(
@@ -159,5 +188,28 @@ TICKET_DOCUMENTS_STORED = Counter(
 )
 
 
+class _Exposition:
+    """What /metrics shows: the whole server's values (all workers), plus the process-local
+    families of the answering process; a family no worker has a value for yet is listed empty,
+    as a single process lists it."""
+
+    def collect(self) -> Iterable[Metric]:
+        if not MULTIPROCESS:
+            yield from REGISTRY.collect()
+            return
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+        seen = set()
+        for family in merged.collect():
+            if family.name not in PROCESS_LOCAL:
+                seen.add(family.name)
+                yield family
+        for family in REGISTRY.collect():
+            if family.name in PROCESS_LOCAL:
+                yield family
+            elif family.name not in seen:
+                yield Metric(family.name, family.documentation, family.type)
+
+
 def exposition() -> tuple[bytes, str]:
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    return generate_latest(_Exposition()), CONTENT_TYPE_LATEST

@@ -1,0 +1,268 @@
+"""Graceful overload: create_booking's real server (boxoffice.web.server) held at its limits.
+
+The requests are held in flight the way a hot on-sale holds them, by the database: a test
+transaction locks the event row, so every booking of that event waits inside `book_tickets`
+(on its `FOR SHARE`) until the test lets go. Each server runs on a database of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import requests
+from support_databases import fresh_database
+
+from boxoffice.web import server as function_server
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+ALICE_SUBJECT = "a11ce000-0000-4000-8000-000000000001"
+VENUE = uuid.UUID("7e0e0000-0000-4000-8000-0000000000dd")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+@dataclass
+class Server:
+    url: str
+    db_url: str
+
+    def book(self, token: str, event: uuid.UUID, key: str) -> requests.Response:
+        return requests.post(
+            f"{self.url}/bookings",
+            json={"eventId": str(event), "ticketCount": 1},
+            headers={"Authorization": f"Bearer {token}", "Idempotency-Key": key},
+            timeout=30,
+        )
+
+
+@contextmanager
+def running_server(tmp: Path, **env: str) -> Iterator[Server]:
+    """create_booking's server on a fresh database, with these server settings."""
+    with fresh_database("bx_shedding_test") as db_url:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute(
+                """INSERT INTO venue (id, name, address, city, capacity)
+                   VALUES (%s, 'Shed Hall', '1 Road', 'Testville', 1000)""",
+                (VENUE,),
+            )
+            conn.execute(
+                """INSERT INTO customer (subject, name, email, address_line1, postal_code,
+                                         city, country)
+                   VALUES (%s, 'Alice', 'alice@example.test', '1 St', 'AB1', 'Town', 'GB')""",
+                (ALICE_SUBJECT,),
+            )
+        port = _free_port()
+        log = tmp / f"server-{port}.log"
+        environment = {
+            **os.environ,
+            "BOXOFFICE_DATABASE_URL": db_url,
+            "BOXOFFICE_MAX_TICKETS_PER_CUSTOMER_PER_EVENT": "100",
+            "BOXOFFICE_KAFKA_BOOTSTRAP_SERVERS": "",  # events stay in the outbox
+            "WORKERS": "1",
+            **env,
+        }
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                function_server.command(str(ROOT / ".venv" / "bin" / "python"), port),
+                cwd=ROOT / "functions" / "create_booking",
+                env=environment,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                assert proc.poll() is None, log.read_text(errors="replace")
+                try:
+                    if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
+                        break
+                except requests.ConnectionError:
+                    pass
+                assert time.monotonic() < deadline, log.read_text(errors="replace")
+                time.sleep(0.1)
+            yield Server(url, db_url)
+        finally:
+            os.killpg(proc.pid, 15)
+            proc.wait(20)
+
+
+def make_event(db_url: str) -> uuid.UUID:
+    event = uuid.uuid4()
+    with psycopg.connect(db_url) as conn:
+        conn.execute(
+            """INSERT INTO event (id, venue_id, name, starts_at, ticket_price, currency, capacity)
+               VALUES (%s, %s, 'Shed night', now() + interval '30 days', 10, 'GBP', 100)""",
+            (event, VENUE),
+        )
+        conn.execute(
+            "INSERT INTO event_inventory (event_id, shard, capacity) VALUES (%s, 0, 100)", (event,)
+        )
+    return event
+
+
+@contextmanager
+def event_locked(db_url: str, event: uuid.UUID) -> Iterator[None]:
+    """Bookings of `event` wait in the database while this is open."""
+    with psycopg.connect(db_url) as conn:
+        conn.execute("SELECT 1 FROM event WHERE id = %s FOR UPDATE", (event,))
+        yield
+        conn.rollback()
+
+
+def waiting_on_locks(db_url: str) -> int:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        row = conn.execute(
+            """SELECT count(*) FROM pg_stat_activity
+                WHERE datname = current_database() AND wait_event_type = 'Lock'"""
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def until(condition: Callable[[], bool], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.05)
+
+
+def keys_stored(db_url: str) -> set[str]:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        return {str(r[0]) for r in conn.execute("SELECT key FROM idempotency_record")}
+
+
+def bookings_of(db_url: str, event: uuid.UUID) -> int:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM booking WHERE event_id = %s", (event,)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def in_background(call: Callable[[], requests.Response]) -> Callable[[], requests.Response]:
+    """Start `call` in a thread; the returned function waits for its response."""
+    box: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: box.update(response=call()), daemon=True)
+    thread.start()
+
+    def result() -> requests.Response:
+        thread.join(40)
+        response: requests.Response = box["response"]
+        return response
+
+    return result
+
+
+def assert_overloaded(response: requests.Response) -> dict[str, Any]:
+    assert response.status_code == 503, response.text
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert int(response.headers["Retry-After"]) >= 1
+    body: dict[str, Any] = response.json()
+    assert body["type"].endswith("/overloaded")
+    assert body["status"] == 503
+    return body
+
+
+def shed_count(url: str, reason: str) -> float:
+    text = requests.get(f"{url}/metrics", timeout=5).text
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("boxoffice_requests_shed_total{") and f'reason="{reason}"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_a_function_at_its_inflight_limit_refuses_the_next_request_at_once_and_writes_nothing(
+    tmp_path: Path, access_token: Callable[[str], str]
+) -> None:
+    token = access_token("alice")
+    with running_server(tmp_path, THREADS="2", BOXOFFICE_MAX_INFLIGHT="2") as srv:
+        event = make_event(srv.db_url)
+        with event_locked(srv.db_url, event):
+            held = [in_background(lambda k=k: srv.book(token, event, k)) for k in ("h1", "h2")]
+            until(lambda: waiting_on_locks(srv.db_url) == 2)
+
+            refused = srv.book(token, event, "third")
+
+            # Answered while both admitted requests are still held in the database.
+            assert waiting_on_locks(srv.db_url) == 2
+            assert_overloaded(refused)
+            # Liveness is answered even at the limit: a busy function is not a dead one.
+            assert requests.get(f"{srv.url}/healthz", timeout=5).status_code == 200
+        answers = [r() for r in held]
+        assert [a.status_code for a in answers] == [201, 201], [a.text for a in answers]
+        assert shed_count(srv.url, "inflight_limit") == 1
+
+        assert keys_stored(srv.db_url) == {"h1", "h2"}  # the refused request wrote nothing
+        assert bookings_of(srv.db_url, event) == 2
+        retried = srv.book(token, event, "third")  # and retrying it with its key is safe
+        assert retried.status_code == 201, retried.text
+        assert bookings_of(srv.db_url, event) == 3
+
+
+def test_a_request_that_waited_past_the_deadline_is_refused_before_its_transaction(
+    tmp_path: Path, access_token: Callable[[str], str]
+) -> None:
+    token = access_token("alice")
+    env = {
+        "THREADS": "1",
+        "BOXOFFICE_MAX_INFLIGHT": "4",
+        "BOXOFFICE_REQUEST_DEADLINE_SECONDS": "0.5",
+    }
+    with running_server(tmp_path, **env) as srv:
+        event = make_event(srv.db_url)
+        with event_locked(srv.db_url, event):
+            first = in_background(lambda: srv.book(token, event, "first"))
+            until(lambda: waiting_on_locks(srv.db_url) == 1)  # the only thread is held
+            queued = in_background(lambda: srv.book(token, event, "queued"))
+            time.sleep(1.0)  # longer than the deadline, while it waits for the thread
+        assert first().status_code == 201
+
+        assert_overloaded(queued())
+        assert shed_count(srv.url, "deadline") == 1
+        assert keys_stored(srv.db_url) == {"first"}  # refused before its transaction
+        assert bookings_of(srv.db_url, event) == 1
+
+
+def test_a_request_whose_client_has_gone_is_not_processed(
+    tmp_path: Path, access_token: Callable[[str], str]
+) -> None:
+    token = access_token("alice")
+    with running_server(tmp_path, THREADS="1", BOXOFFICE_MAX_INFLIGHT="4") as srv:
+        event = make_event(srv.db_url)
+        port = int(srv.url.rsplit(":", 1)[1])
+        with event_locked(srv.db_url, event):
+            first = in_background(lambda: srv.book(token, event, "first"))
+            until(lambda: waiting_on_locks(srv.db_url) == 1)
+            body = f'{{"eventId": "{event}", "ticketCount": 1}}'.encode()
+            with socket.create_connection(("127.0.0.1", port)) as gone:
+                gone.sendall(
+                    b"POST /bookings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    + f"Authorization: Bearer {token}\r\nIdempotency-Key: gone\r\n".encode()
+                    + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                    + body
+                )
+                time.sleep(0.2)  # it is queued behind the held request; then its client leaves
+        assert first().status_code == 201
+        until(lambda: shed_count(srv.url, "client_gone") == 1)
+        assert keys_stored(srv.db_url) == {"first"}
