@@ -45,9 +45,12 @@ lock:  ## re-resolve requirements/*.lock (hashes) from pyproject.toml
 
 deploy-check: venv  ## offline deploy checks: helm lint, kubeconform -strict, invariants, image entrypoint
 	@bash deploy/tools.sh >/dev/null
-	$(VENV)/pytest tests/deploy/test_chart.py tests/deploy/test_frontdoor_chart.py tests/deploy/test_containerfile.py tests/deploy/test_image_entrypoint.py -q
+	$(VENV)/pytest tests/deploy/test_chart.py tests/deploy/test_frontdoor_chart.py tests/deploy/test_containerfile.py tests/deploy/test_image_entrypoint.py tests/deploy/test_versions.py -q
 
-.PHONY: deploy-check
+rehearse:  ## the deployment against a real Kubernetes API server on loopback (first run builds it: ~20 min)
+	@bash deploy/rehearse.sh
+
+.PHONY: deploy-check rehearse
 
 alerts-test:  ## promtool: check the alert rules and run their unit tests (helm/boxoffice/rules)
 	@bash -c 'source stack/lib.sh && source stack/services/prometheus.sh && prometheus_install'

@@ -6,9 +6,11 @@
 #   - data: $BX_STATE/kafka/data (formatted once; the cluster id is kept in $BX_STATE/kafka/cluster.id);
 #   - config: stack/kafka/server.properties and stack/kafka/log4j2.xml rendered into $BX_STATE/kafka;
 #   - log: $BX_STATE/logs/kafka.log (log4j2, size-capped rolling file).
-# Version: 4.x speaks only the newer protocol versions (KIP-896); kafka-python 3.0.12 negotiates them
-# (tests/integration/test_kafka.py proves produce/consume/admin against it).
-: "${BOXOFFICE_KAFKA_VERSION:=4.4.0}"
+# Version: the one Kafka version of every deployment (docker-compose.yml, helm/platform/kafka.yaml):
+# 4.1.1, the newest that Strimzi 0.49.x runs (it supports 4.0.0-4.1.1); move them together
+# (tests/deploy/test_versions.py checks). 4.x speaks only the newer protocol versions (KIP-896);
+# kafka-python 3.0.12 negotiates them (tests/integration/test_kafka.py proves produce/consume/admin).
+: "${BOXOFFICE_KAFKA_VERSION:=4.1.1}"
 : "${BOXOFFICE_BOOKING_TOPIC:=booking}"
 : "${BOXOFFICE_DEAD_LETTER_TOPIC:=booking-dlq}"
 : "${BOXOFFICE_KAFKA_HEAP:=512m}"
@@ -70,9 +72,21 @@ bx_kafka_jvm() {
 bx_kafka_run() { bx_kafka_jvm; "${BX_KAFKA_JVM[@]}" "$@"; }
 
 # Format the storage once; the cluster id stays in state so restarts reuse the same log dirs.
+# $dir/formatted-by records the Kafka version that formatted it: a newer broker reads an older
+# format, an older one refuses a newer metadata.version, so moving the pinned version down (or a
+# data dir of unknown origin) reformats it. Local development data only: the topics are recreated
+# empty by kafka_after_start (records not yet consumed are gone; bookings still in the outbox are not).
 bx_kafka_format() {
-  local dir="$BX_STATE/kafka" cid
-  [[ -f "$dir/data/meta.properties" ]] && return 0
+  local dir="$BX_STATE/kafka" cid was=""
+  [[ -f "$dir/formatted-by" ]] && was=$(cat "$dir/formatted-by")
+  if [[ -f "$dir/data/meta.properties" ]]; then
+    if [[ -n "$was" && "$(printf '%s\n%s\n' "$was" "$BOXOFFICE_KAFKA_VERSION" | sort -V | tail -n1)" == "$BOXOFFICE_KAFKA_VERSION" ]]; then
+      return 0
+    fi
+    bx_log "kafka: $dir/data was formatted by Kafka ${was:-(unknown version)}, which $BOXOFFICE_KAFKA_VERSION may not read: reformatting it (local data)"
+    rm -rf "$dir/data"
+    mkdir -p "$dir/data"
+  fi
   if [[ ! -s "$dir/cluster.id" ]]; then
     bx_kafka_run kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1 >"$dir/cluster.id.part"
     [[ -s "$dir/cluster.id.part" ]] || bx_die "kafka: could not generate a cluster id"
@@ -83,6 +97,7 @@ bx_kafka_format() {
   bx_kafka_run kafka.tools.StorageTool format --cluster-id "$cid" \
     --config "$dir/server.properties" --ignore-formatted >>"$(bx_log_file kafka)" 2>&1 ||
     bx_die "kafka: storage format failed; see its log: $(bx_log_file kafka)"
+  echo "$BOXOFFICE_KAFKA_VERSION" >"$dir/formatted-by"
 }
 
 kafka_healthy() {
