@@ -85,6 +85,12 @@ def _get(env: Mapping[str, str], name: str) -> str:
     return value
 
 
+def env_value(name: str, env: Mapping[str, str] | None = None) -> str:
+    """One variable of ENV_VARS (its default when unset; ConfigurationError when required),
+    for tools that need a single setting, e.g. `python -m boxoffice.verify`."""
+    return _get(os.environ if env is None else env, name)
+
+
 def _int(env: Mapping[str, str], name: str, minimum: int = 0) -> int:
     raw = _get(env, name)
     try:

@@ -127,8 +127,11 @@ def use_settings() -> Iterator[Callable[..., bootstrap.Container]]:
 
     yield swap
     bootstrap.set_container(previous)
-    for c in made:
-        if "database" in c.__dict__:  # cached_property: only if it was ever opened
+    for c in made:  # cached_properties: only what was ever started
+        for worker in ("outbox_relay_worker", "document_sweeper"):
+            if worker in c.__dict__:
+                c.__dict__[worker].stop()
+        if "database" in c.__dict__:
             c.database.close()
 
 
