@@ -6,9 +6,10 @@
 : "${BOXOFFICE_GET_CUSTOMER_PORT:=28082}"
 : "${BOXOFFICE_CREATE_BOOKING_PORT:=28083}"
 : "${BOXOFFICE_CONSUME_ORDER_PORT:=28084}"
+: "${BOXOFFICE_HOUSEKEEPING_PORT:=28089}"
 : "${BOXOFFICE_FUNCTION_THREADS:=8}"
 
-BX_FUNCTIONS=(get_event get_customer create_booking consume_order)
+BX_FUNCTIONS=(get_event get_customer create_booking consume_order housekeeping)
 
 fn_port() { local v="BOXOFFICE_${1^^}_PORT"; echo "${!v}"; }
 fn_present() { grep -qs '^def handler' "$BX_ROOT/functions/$1/main.py"; }
