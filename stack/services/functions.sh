@@ -25,24 +25,31 @@ functions_healthy() {
   done
 }
 
-functions_start() {
-  local fn port targets="$BX_STATE/prometheus/targets"
+# fn_start NAME: (re)start one function and wait until it is healthy. Also used by the fault
+# suite (tests/faults), which runs functions against its own PostgreSQL and Kafka this way.
+fn_start() {
+  local fn=$1 port targets="$BX_STATE/prometheus/targets"
   mkdir -p "$targets"
+  bx_stop_pid "$fn" 5
+  port=$(fn_port "$fn")
+  (
+    eval "$(bx_env)"
+    export PORT=$port THREADS=$BOXOFFICE_FUNCTION_THREADS WORKERS=1
+    cd "$BX_ROOT/functions/$fn"
+    bx_start_bg "$fn" "$BX_ROOT/.venv/bin/functions-framework" --target handler \
+      --source main.py --host "$BX_HOST" --port "$port"
+  )
+  bx_wait "$fn" 60 fn_healthy "$fn"
+  printf '[{"targets":["%s:%s"],"labels":{"function":"%s"}}]\n' "$BX_HOST" "$port" "$fn" \
+    >"$targets/$fn.json"
+}
+
+functions_start() {
+  local fn
   for fn in "${BX_FUNCTIONS[@]}"; do
     fn_present "$fn" || continue
     fn_healthy "$fn" && continue
-    bx_stop_pid "$fn" 5
-    port=$(fn_port "$fn")
-    (
-      eval "$(bx_env)"
-      export PORT=$port THREADS=$BOXOFFICE_FUNCTION_THREADS WORKERS=1
-      cd "$BX_ROOT/functions/$fn"
-      bx_start_bg "$fn" "$BX_ROOT/.venv/bin/functions-framework" --target handler \
-        --source main.py --host "$BX_HOST" --port "$port"
-    )
-    bx_wait "$fn" 60 fn_healthy "$fn"
-    printf '[{"targets":["%s:%s"],"labels":{"function":"%s"}}]\n' "$BX_HOST" "$port" "$fn" \
-      >"$targets/$fn.json"
+    fn_start "$fn"
   done
 }
 
