@@ -70,7 +70,7 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
     ),
     "BOXOFFICE_ORDER_EVENT_RETENTION_DAYS": (
         "35",
-        "Housekeeping: days consumed booking events are kept for de-duplication (ADR 10).",
+        "Housekeeping: days consumed booking events are kept for de-duplication (ADR 11).",
     ),
     "BOXOFFICE_PRUNE_BATCH_SIZE": ("1000", "Housekeeping: rows deleted per transaction."),
     "BOXOFFICE_BREAKER_OPEN_SECONDS": (

@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # The local stand-in for the chart's PingSource: every $BOXOFFICE_HOUSEKEEPING_INTERVAL seconds
 # (300) it POSTs to the housekeeping function (http://127.0.0.1:$BOXOFFICE_HOUSEKEEPING_PORT/),
-# which prunes expired idempotency keys and old order-event rows (ADR 10). Its log, one line per
+# which prunes expired idempotency keys and old order-event rows (ADR 11). Its log, one line per
 # pass with the function's report: $BX_LOGS/housekeeping-trigger.log.
 : "${BOXOFFICE_HOUSEKEEPING_INTERVAL:=300}"
 

@@ -1,4 +1,4 @@
-"""Housekeeping (functions/housekeeping, ADR 10) on a database of its own: a POST prunes exactly
+"""Housekeeping (functions/housekeeping, ADR 11) on a database of its own: a POST prunes exactly
 the expired idempotency keys and the order-event rows older than the retention, in batches,
 counts them in `boxoffice_rows_pruned_total{table}`, and two passes at once prune each row once.
 """

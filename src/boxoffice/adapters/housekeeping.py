@@ -1,4 +1,4 @@
-"""PostgreSQL pruning of rows that have served their purpose (docs/adr/0010-housekeeping.md).
+"""PostgreSQL pruning of rows that have served their purpose (docs/adr/0011-housekeeping.md).
 
 Each call deletes at most `batch` rows in one short transaction: the rows are picked with
 `FOR UPDATE SKIP LOCKED` (rows another transaction holds, e.g. an idempotency key being reused

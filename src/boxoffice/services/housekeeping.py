@@ -1,5 +1,5 @@
 """Housekeeping: prune expired idempotency keys and old order-event dedupe rows, in bounded
-batches (docs/adr/0010-housekeeping.md). Run by the `housekeeping` function on a schedule
+batches (docs/adr/0011-housekeeping.md). Run by the `housekeeping` function on a schedule
 (Knative PingSource; locally a periodic trigger started by `stack/boxo up`)."""
 
 from __future__ import annotations
