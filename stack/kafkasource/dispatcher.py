@@ -84,6 +84,10 @@ LANE_CAP = 200  # ordered: records buffered per partition before it is paused
 POLL_ALL = 2**31 - 1
 FETCH_PARTITION_BYTES = 256 * 1024
 FETCH_MAX_BYTES = 4 * 1024 * 1024
+# kafka-python backs reconnects off exponentially up to 30 s, so after a broker outage the
+# dispatcher could sit up to 30 s before it even tried again; the Java client (KafkaSource's)
+# caps it at 1 s (reconnect.backoff.max.ms), and so do we.
+RECONNECT_BACKOFF_MAX_MS = 1000
 ERROR_DATA_MAX = 1024
 _DURATION = re.compile(
     r"^P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?"
@@ -246,6 +250,7 @@ class Dispatcher:
             max_block_ms=5000,
             request_timeout_ms=5000,
             delivery_timeout_ms=10000,
+            reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
             allow_auto_create_topics=False,
         )
         self._consumer = KafkaConsumer(
@@ -258,6 +263,7 @@ class Dispatcher:
             max_poll_records=POLL_ALL,
             max_partition_fetch_bytes=FETCH_PARTITION_BYTES,
             fetch_max_bytes=FETCH_MAX_BYTES,
+            reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
             allow_auto_create_topics=False,
         )
         self._consumer.subscribe(list(s.topics), listener=_Listener(self))

@@ -13,15 +13,20 @@ Own topics, groups and recording sinks per test (harness in test_dispatcher_cont
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import requests
-from dispatcher import Settings
 from kafka import KafkaConsumer, TopicPartition
-from recording_sink import Answer, RecordingSink
 from test_dispatcher_contract import Kafka, Running, settings_for
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "stack" / "kafkasource"))
+
+from dispatcher import Settings
+from recording_sink import Answer, RecordingSink
 
 pytestmark = pytest.mark.integration
 
@@ -72,18 +77,24 @@ def test_control_kafka_python_never_fetches_a_partition_again_once_paused_mid_ba
     kafka: Kafka,
 ) -> None:
     """What the dispatcher has to avoid, shown with kafka-python alone: two partitions of 100
-    records, polled 10 at a time; partition 0 is paused after its first 10 records (its fetched
-    batch partly consumed) and resumed a second later. Partition 1 is read to the end;
-    partition 0 never yields another record. With every poll draining the fetcher (what the
-    dispatcher does), the same pause and resume loses nothing. If a kafka-python upgrade makes
-    the first half fail, the library is fixed and the dispatcher's POLL_ALL may go."""
+    records, polled 10 at a time; partition 0 is paused as soon as a poll returned some of its
+    records (its fetched batch partly consumed), 20 more records are produced to it, and it is
+    resumed a second later. Partition 1 is read to the end; partition 0 never yields another
+    record. With every poll draining the fetcher (what the dispatcher does), the same pause and
+    resume loses nothing: all 120 arrive. If a kafka-python upgrade makes the first half fail,
+    the library is fixed and the dispatcher's POLL_ALL may go."""
     topic = kafka.topic(partitions=2, prefix="it-backlog-ctl")
-    for partition in (0, 1):
-        for i in range(100):
-            kafka.producer.send(topic, value=b"x%d" % i, partition=partition)
-    kafka.producer.flush(timeout=30)
+    p0 = TopicPartition(topic, 0)
 
-    def read(max_poll_records: int) -> dict[int, int]:
+    def produce(partition: int, count: int) -> None:
+        for i in range(count):
+            kafka.producer.send(topic, value=b"x%d" % i, partition=partition)
+        kafka.producer.flush(timeout=30)
+
+    produce(0, 100)
+    produce(1, 100)
+
+    def read(max_poll_records: int, expected_total: int) -> tuple[dict[int, int], int]:
         consumer = KafkaConsumer(
             bootstrap_servers=kafka.bootstrap,
             group_id=None,
@@ -91,30 +102,33 @@ def test_control_kafka_python_never_fetches_a_partition_again_once_paused_mid_ba
             auto_offset_reset="earliest",
             max_poll_records=max_poll_records,
         )
-        p0 = TopicPartition(topic, 0)
         consumer.assign([p0, TopicPartition(topic, 1)])
         got = {0: 0, 1: 0}
+        at_pause = -1
         paused_at: float | None = None
         resumed = False
         deadline = time.monotonic() + 8
         try:
-            while time.monotonic() < deadline and sum(got.values()) < 200:
+            while time.monotonic() < deadline and sum(got.values()) < expected_total:
                 for tp, records in consumer.poll(timeout_ms=200).items():
                     got[tp.partition] += len(records)
-                if paused_at is None and 0 < got[0] < 100:
+                if paused_at is None and got[0] > 0:
                     consumer.pause(p0)
-                    paused_at = time.monotonic()
+                    at_pause, paused_at = got[0], time.monotonic()
+                    produce(0, 20)
                 if paused_at is not None and not resumed and time.monotonic() - paused_at > 1:
                     consumer.resume(p0)
                     resumed = True
         finally:
             consumer.close(autocommit=False)
-        assert paused_at is not None, got
         assert resumed, got
-        return got
+        return got, at_pause
 
-    assert read(max_poll_records=10) == {0: 10, 1: 100}  # stuck after the pause
-    assert read(max_poll_records=2**31 - 1) == {0: 100, 1: 100}
+    got, at_pause = read(max_poll_records=10, expected_total=320)
+    assert at_pause == 10  # paused with 90 fetched records of partition 0 not yet returned
+    assert got == {0: 10, 1: 100}  # stuck: not even the 20 new records come
+    got, _ = read(max_poll_records=2**31 - 1, expected_total=340)
+    assert got == {0: 120 + 20, 1: 100}  # this read's own 20 extra records too
 
 
 def test_a_backlog_of_20000_records_is_delivered_completely_without_a_restart(
