@@ -16,6 +16,9 @@ down:  ## stop the local stack (data kept; `stack/boxo down --purge` deletes it)
 status:  ## health of every local service
 	@$(STACK) status
 
+verify:  ## check the dev database's invariants (read-only; stack/boxo verify)
+	@$(STACK) verify
+
 venv:
 	@bash -c 'source stack/lib.sh && source stack/services/python.sh && python_install'
 
@@ -28,8 +31,9 @@ fmt: venv  ## format the code
 	$(VENV)/ruff check --fix .
 	$(VENV)/ruff format .
 
-test: lint up  ## run every test (unit, integration, e2e) against the real local stack
+test: lint up  ## run every test (unit, integration, e2e), then check the dev database's invariants
 	@set -a && source .state/env && set +a && $(VENV)/pytest $(PYTEST_ARGS)
+	@$(STACK) verify
 
 unit: venv  ## fast unit tests only (no servers)
 	$(VENV)/pytest tests/unit -q
@@ -41,7 +45,7 @@ lock:  ## re-resolve requirements/*.lock (hashes) from pyproject.toml
 	.cache/uv-venv/bin/uv pip compile pyproject.toml --generate-hashes \
 	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 -q -o requirements/runtime.lock
 
-.PHONY: help up down status venv lint fmt test unit lock
+.PHONY: help up down status verify venv lint fmt test unit lock
 
 deploy-check: venv  ## offline deploy checks: helm lint, kubeconform -strict, invariants, image entrypoint
 	@bash deploy/tools.sh >/dev/null

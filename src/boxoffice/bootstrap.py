@@ -24,11 +24,13 @@ from boxoffice.web.app import FunctionApp
 from boxoffice.web.auth import bearer_token
 
 if TYPE_CHECKING:  # imported on first use below (kafka-python and boto3 are slow to import)
+    from boxoffice.adapters.housekeeping import PostgresHousekeeping
     from boxoffice.adapters.kafka import KafkaEventPublisher
     from boxoffice.adapters.postgres_bookings import PostgresBookingStore
     from boxoffice.adapters.postgres_orders import OrderUnitOfWorks, PostgresOrderStore
     from boxoffice.adapters.s3 import S3DocumentStore
     from boxoffice.services.bookings import BookingPolicy
+    from boxoffice.services.housekeeping import Policy as HousekeepingPolicy
     from boxoffice.services.orders import DocumentSweeper
     from boxoffice.services.relay import BackgroundRelay, OutboxRelay
 
@@ -150,6 +152,21 @@ class Container:
             region=s.s3_region,
             access_key_id=s.s3_access_key_id,
             secret_access_key=s.s3_secret_access_key,
+        )
+
+    @functools.cached_property
+    def housekeeping_store(self) -> PostgresHousekeeping:
+        from boxoffice.adapters.housekeeping import PostgresHousekeeping  # noqa: PLC0415 - lazy
+
+        return PostgresHousekeeping(self.database)
+
+    @functools.cached_property
+    def housekeeping_policy(self) -> HousekeepingPolicy:
+        from boxoffice.services.housekeeping import Policy  # noqa: PLC0415 - lazy
+
+        s = self.settings
+        return Policy(
+            order_event_retention_days=s.order_event_retention_days, batch=s.prune_batch_size
         )
 
     @functools.cached_property

@@ -68,6 +68,11 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
         "4",
         "Consecutive failures of a dependency (database, Kafka, JWKS) that open its breaker.",
     ),
+    "BOXOFFICE_ORDER_EVENT_RETENTION_DAYS": (
+        "35",
+        "Housekeeping: days consumed booking events are kept for de-duplication (ADR 13).",
+    ),
+    "BOXOFFICE_PRUNE_BATCH_SIZE": ("1000", "Housekeeping: rows deleted per transaction."),
     "BOXOFFICE_BREAKER_OPEN_SECONDS": (
         "5",
         "How long an open circuit breaker fails fast before one trial call.",
@@ -102,6 +107,12 @@ def _get(env: Mapping[str, str], name: str) -> str:
             raise ConfigurationError(f"environment variable {name} is required")
         return default
     return value
+
+
+def env_value(name: str, env: Mapping[str, str] | None = None) -> str:
+    """One variable of ENV_VARS (its default when unset; ConfigurationError when required),
+    for tools that need a single setting, e.g. `python -m boxoffice.verify`."""
+    return _get(os.environ if env is None else env, name)
 
 
 def _int(env: Mapping[str, str], name: str, minimum: int = 0) -> int:
@@ -158,6 +169,8 @@ class Settings:
     ticket_document_sweep_seconds: float = 15.0
     breaker_failure_threshold: int = 4
     breaker_open_seconds: float = 5.0
+    order_event_retention_days: int = 35
+    prune_batch_size: int = 1000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -196,6 +209,8 @@ class Settings:
             ticket_document_sweep_seconds=_seconds(e, "BOXOFFICE_TICKET_DOCUMENT_SWEEP_SECONDS"),
             breaker_failure_threshold=_int(e, "BOXOFFICE_BREAKER_FAILURE_THRESHOLD", 1),
             breaker_open_seconds=_seconds(e, "BOXOFFICE_BREAKER_OPEN_SECONDS"),
+            order_event_retention_days=_int(e, "BOXOFFICE_ORDER_EVENT_RETENTION_DAYS", 1),
+            prune_batch_size=_int(e, "BOXOFFICE_PRUNE_BATCH_SIZE", 1),
         )
 
 

@@ -77,6 +77,17 @@ log = logging.getLogger("boxoffice.dispatcher")
 
 RETRYABLE = frozenset({404, 408, 409, 429})
 UNASSIGNED_GRACE = 5.0  # seconds without any assigned partition before asking to rejoin
+LANE_CAP = 200  # ordered: records buffered per partition before it is paused
+# Every poll takes *all* the records kafka-python has fetched (see `_poll_all` below), so no
+# partition is ever paused with a partly consumed batch; the fetch sizes bound what one poll
+# can return instead: at most FETCH_PARTITION_BYTES per partition, FETCH_MAX_BYTES in all.
+POLL_ALL = 2**31 - 1
+FETCH_PARTITION_BYTES = 256 * 1024
+FETCH_MAX_BYTES = 4 * 1024 * 1024
+# kafka-python backs reconnects off exponentially up to 30 s, so after a broker outage the
+# dispatcher could sit up to 30 s before it even tried again; the Java client (KafkaSource's)
+# caps it at 1 s (reconnect.backoff.max.ms), and so do we.
+RECONNECT_BACKOFF_MAX_MS = 1000
 ERROR_DATA_MAX = 1024
 _DURATION = re.compile(
     r"^P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?"
@@ -116,6 +127,7 @@ class Settings:
     name: str = "booking-to-consume-order"
     commit_interval: float = 5.0
     max_inflight: int = 50
+    stall_timeout: float = 60.0  # /healthz 503 after this long with lag and no delivery (0: off)
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = 28086  # None: no metrics server (0: any free port)
 
@@ -216,6 +228,11 @@ class Dispatcher:
         self._outstanding = 0  # unordered: records submitted and not finished
         self._http: ThreadingHTTPServer | None = None
         self.metrics_port: int | None = None
+        # Stall detection (/healthz): when a record last finished, or the lag was last seen at
+        # 0 (idle is not stalled); the last lag measured; when the poll loop last went round.
+        self._progress_at = time.monotonic()
+        self._loop_at = time.monotonic()
+        self._lag: int | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -233,6 +250,7 @@ class Dispatcher:
             max_block_ms=5000,
             request_timeout_ms=5000,
             delivery_timeout_ms=10000,
+            reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
             allow_auto_create_topics=False,
         )
         self._consumer = KafkaConsumer(
@@ -241,7 +259,11 @@ class Dispatcher:
             client_id=f"{s.group}-dispatcher",
             enable_auto_commit=False,
             auto_offset_reset=s.initial_offset,
-            max_poll_records=50,
+            # Not a batch size but "everything fetched": see _flow_control for why.
+            max_poll_records=POLL_ALL,
+            max_partition_fetch_bytes=FETCH_PARTITION_BYTES,
+            fetch_max_bytes=FETCH_MAX_BYTES,
+            reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
             allow_auto_create_topics=False,
         )
         self._consumer.subscribe(list(s.topics), listener=_Listener(self))
@@ -262,7 +284,8 @@ class Dispatcher:
         next_check = time.monotonic() + 1
         try:
             while not self._stop.is_set():
-                batch = self._consumer.poll(timeout_ms=250)
+                self._loop_at = time.monotonic()
+                batch = self._consumer.poll(timeout_ms=250, max_records=POLL_ALL)
                 for tp, records in batch.items():
                     for record in records:
                         self._accept(tp, record)
@@ -360,7 +383,19 @@ class Dispatcher:
             self._deliver_one(lane, record)
 
     def _flow_control(self) -> None:
-        """Bound the memory: pause partitions whose buffer is full, resume them when drained."""
+        """Bound the memory: pause partitions whose buffer is full, resume them when drained.
+
+        Why every poll takes all fetched records (max_poll_records=POLL_ALL): kafka-python
+        3.0.12 (KAFKA-7548 port, consumer/fetcher.py `fetched_records`) parks the partly
+        consumed batch of a partition that is paused, and excludes a partition with a parked
+        batch from every later fetch (`_fetchable_partitions`) until the batch is un-parked;
+        but it un-parks only while its `_next_partition_records` slot `is None`, and after the
+        first batch is consumed that slot holds a drained (falsy, not None) batch for good. So
+        a partition paused mid-batch is never fetched again: with max_poll_records=50 and 200
+        records per lane that was the stall of issue 10 (lag stuck, only a restart delivered).
+        When each poll drains the fetcher, nothing partly consumed is ever parked; a completed
+        fetch that arrives while paused is parked raw, which kafka-python restores correctly
+        on resume. tests/integration/test_dispatcher_backlog.py shows both."""
         consumer = self._consumer
         assigned = consumer.assignment() or set()
         with self._lock:
@@ -369,7 +404,9 @@ class Dispatcher:
                 to_pause = set(assigned) if full else set()
             else:
                 to_pause = {
-                    tp for tp in assigned if tp in self._lanes and len(self._lanes[tp].queue) >= 200
+                    tp
+                    for tp in assigned
+                    if tp in self._lanes and len(self._lanes[tp].queue) >= LANE_CAP
                 }
         paused = consumer.paused()
         if to_pause - paused:
@@ -394,6 +431,7 @@ class Dispatcher:
             self.metrics.deliveries.labels(outcome).inc()
             with self._lock:
                 lane.pending.discard(record.offset)
+            self._progress_at = time.monotonic()
         except Exception:  # a bug must not kill the worker silently: the record stays pending
             log.exception("delivering %s/%d failed", lane.tp, record.offset)
         finally:
@@ -502,6 +540,9 @@ class Dispatcher:
                     committed = self._consumer.position(tp)
                 lag += max(0, ends.get(tp, 0) - (committed or 0))
             self.metrics.lag.set(lag)
+            self._lag = lag
+            if lag == 0:
+                self._progress_at = time.monotonic()
         except Exception:
             log.warning("lag update failed", exc_info=True)
 
@@ -538,6 +579,22 @@ class Dispatcher:
 
     # -- health and metrics -------------------------------------------------------------------
 
+    def stalled(self) -> str | None:
+        """Why the dispatcher is not making progress, or None. Stalled: the poll loop has not
+        gone round for `stall_timeout` seconds, or there is lag (records not committed) and no
+        record has finished (delivered, dead-lettered or dropped) for `stall_timeout` seconds
+        while the lag was above 0. A sink that keeps failing is a stall too (nothing moves)."""
+        limit = self.settings.stall_timeout
+        if limit <= 0 or not self.running.is_set():
+            return None
+        now = time.monotonic()
+        if now - self._loop_at >= limit:
+            return f"poll loop stuck for {now - self._loop_at:.0f} s"
+        idle = now - self._progress_at
+        if self._lag and idle >= limit:
+            return f"lag {self._lag} and nothing delivered for {idle:.0f} s"
+        return None
+
     def _start_metrics_server(self) -> None:
         if self.settings.metrics_port is None:
             return
@@ -552,8 +609,11 @@ class Dispatcher:
                         generate_latest(dispatcher.metrics.registry),
                     )
                 elif self.path.startswith("/healthz"):
-                    ok = dispatcher.running.is_set()
-                    status, ctype, body = (200 if ok else 503), "text/plain", b"ok\n"
+                    problem = dispatcher.stalled()
+                    if not dispatcher.running.is_set():
+                        problem = "not running"
+                    text = f"unhealthy: {problem}\n" if problem else "ok\n"
+                    status, ctype, body = (503 if problem else 200), "text/plain", text.encode()
                 else:
                     status, ctype, body = 404, "text/plain", b"not found\n"
                 self.send_response(status)
@@ -672,6 +732,12 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         default=int(_env("MAX_INFLIGHT", "50")),
         help="unordered: most requests in flight",
     )
+    p.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=float(_env("STALL_TIMEOUT", "60")),
+        help="seconds with lag and no record finished after which /healthz answers 503 (0: off)",
+    )
     p.add_argument("--metrics-host", default=_env("METRICS_HOST", "127.0.0.1"), help="bind")
     p.add_argument(
         "--metrics-port",
@@ -683,8 +749,8 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     for value, flag in ((a.bootstrap, "--bootstrap"), (a.sink, "--sink")):
         if not value:
             p.error(f"{flag} is required (or its environment variable)")
-    if a.retry < 0 or a.max_inflight < 1:
-        p.error("--retry must be >= 0 and --max-inflight >= 1")
+    if a.retry < 0 or a.max_inflight < 1 or a.stall_timeout < 0:
+        p.error("--retry and --stall-timeout must be >= 0 and --max-inflight >= 1")
     topics = tuple(a.topic or [env.get("BOXOFFICE_BOOKING_TOPIC", "booking")])
     return Settings(
         bootstrap=a.bootstrap,
@@ -702,6 +768,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         name=a.name,
         commit_interval=a.commit_interval,
         max_inflight=a.max_inflight,
+        stall_timeout=a.stall_timeout,
         metrics_host=a.metrics_host,
         metrics_port=a.metrics_port,
     )

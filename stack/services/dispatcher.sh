@@ -5,7 +5,9 @@
 # (http://127.0.0.1:$BOXOFFICE_CONSUME_ORDER_PORT/); dead letters go to $BOXOFFICE_DEAD_LETTER_TOPIC
 # (inspect/replay: `stack/boxo dlq list|replay`). Delivery defaults: retry 8, exponential, PT0.5S,
 # timeout PT30S, as the chart's KafkaSource (ADR 8; BOXOFFICE_DISPATCHER_RETRY, _BACKOFF_POLICY, _BACKOFF_DELAY, _TIMEOUT override).
-# Metrics and /healthz on 127.0.0.1:$BOXOFFICE_DISPATCHER_PORT, registered with Prometheus.
+# Metrics and /healthz on 127.0.0.1:$BOXOFFICE_DISPATCHER_PORT, registered with Prometheus; /healthz
+# is 503 when it has lag and has delivered nothing for BOXOFFICE_DISPATCHER_STALL_TIMEOUT seconds
+# (60): `stack/boxo status` shows it unhealthy and `stack/boxo up` restarts it.
 # Started only once functions/consume_order/main.py defines `handler` (like functions.sh).
 : "${BOXOFFICE_DISPATCHER_PORT:=28086}"
 : "${BOXOFFICE_DISPATCHER_GROUP:=boxoffice-consume-order}"
@@ -15,6 +17,11 @@ _dispatcher_wanted() { grep -qs '^def handler' "$BX_ROOT/functions/consume_order
 _dispatcher_up() { bx_http_ok "$(dispatcher_url)/healthz" 2>/dev/null; }
 
 dispatcher_install() { :; }
+
+# Its process is alive (then a failing /healthz means "unhealthy", e.g. stalled, not "down").
+dispatcher_running() { _dispatcher_wanted && bx_pid_alive dispatcher; }
+# What /healthz says (e.g. "unhealthy: lag 179 and nothing delivered for 60 s").
+dispatcher_health_detail() { curl -sS --max-time 3 "$(dispatcher_url)/healthz" 2>&1 | head -n1; }
 
 # Healthy when not wanted yet (consume_order missing), else when /healthz answers.
 dispatcher_healthy() {

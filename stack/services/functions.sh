@@ -8,10 +8,11 @@
 : "${BOXOFFICE_GET_CUSTOMER_PORT:=28082}"
 : "${BOXOFFICE_CREATE_BOOKING_PORT:=28083}"
 : "${BOXOFFICE_CONSUME_ORDER_PORT:=28084}"
+: "${BOXOFFICE_HOUSEKEEPING_PORT:=28089}"
 : "${BOXOFFICE_FUNCTION_THREADS:=8}"
 : "${BOXOFFICE_FUNCTION_WORKERS:=$(nproc 2>/dev/null || echo 1)}"
 
-BX_FUNCTIONS=(get_event get_customer create_booking consume_order)
+BX_FUNCTIONS=(get_event get_customer create_booking consume_order housekeeping)
 
 fn_port() { local v="BOXOFFICE_${1^^}_PORT"; echo "${!v}"; }
 fn_present() { grep -qs '^def handler' "$BX_ROOT/functions/$1/main.py"; }
@@ -19,16 +20,23 @@ fn_healthy() { bx_http_ok "http://$BX_HOST:$(fn_port "$1")/healthz" 2>/dev/null;
 
 functions_install() { :; }
 
-# fn_start_server NAME FUNCTION PORT: start FUNCTION's server in the background as service NAME
-# (its log and pid file), with the environment the caller exported. Also used by the tests that
-# start function processes of their own (tests/faults, the concurrency tests).
-fn_start_server() {
-  local name=$1 fn=$2 port=$3
+# fn_start NAME: (re)start one function's server and wait until it is healthy. Also used by the
+# fault suite (tests/faults), which runs functions against its own PostgreSQL and Kafka this way.
+fn_start() {
+  local fn=$1 port targets="$BX_STATE/prometheus/targets"
+  mkdir -p "$targets"
+  bx_stop_pid "$fn" 5
+  port=$(fn_port "$fn")
   (
+    eval "$(bx_env)"
+    export PORT=$port THREADS=$BOXOFFICE_FUNCTION_THREADS WORKERS=$BOXOFFICE_FUNCTION_WORKERS
     cd "$BX_ROOT/functions/$fn"
-    bx_start_bg "$name" "$BX_ROOT/.venv/bin/python" -m boxoffice.web.server --source main.py \
+    bx_start_bg "$fn" "$BX_ROOT/.venv/bin/python" -m boxoffice.web.server --source main.py \
       --host "$BX_HOST" --port "$port"
   )
+  bx_wait "$fn" 60 fn_healthy "$fn"
+  printf '[{"targets":["%s:%s"],"labels":{"function":"%s"}}]\n' "$BX_HOST" "$port" "$fn" \
+    >"$targets/$fn.json"
 }
 
 functions_healthy() {
@@ -40,21 +48,11 @@ functions_healthy() {
 }
 
 functions_start() {
-  local fn port targets="$BX_STATE/prometheus/targets"
-  mkdir -p "$targets"
+  local fn
   for fn in "${BX_FUNCTIONS[@]}"; do
     fn_present "$fn" || continue
     fn_healthy "$fn" && continue
-    bx_stop_pid "$fn" 5
-    port=$(fn_port "$fn")
-    (
-      eval "$(bx_env)"
-      export PORT=$port THREADS=$BOXOFFICE_FUNCTION_THREADS WORKERS=$BOXOFFICE_FUNCTION_WORKERS
-      fn_start_server "$fn" "$fn" "$port"
-    )
-    bx_wait "$fn" 60 fn_healthy "$fn"
-    printf '[{"targets":["%s:%s"],"labels":{"function":"%s"}}]\n' "$BX_HOST" "$port" "$fn" \
-      >"$targets/$fn.json"
+    fn_start "$fn"
   done
 }
 

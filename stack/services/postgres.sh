@@ -194,3 +194,20 @@ postgres_env() {
   echo "export BOXOFFICE_PG_PORT=$BOXOFFICE_PG_PORT"
   echo "export BOXOFFICE_DATABASE_URL=postgresql://$BX_PG_USER:$BX_PG_PASSWORD@$BX_HOST:$BOXOFFICE_PG_PORT/$BX_PG_DB"
 }
+
+# postgres_verify [--database NAME | --url URL] [ARGS...]: the invariant checker
+# (python -m boxoffice.verify, read-only) against the local `boxoffice` database or the given one.
+postgres_verify() {
+  local url="" args=()
+  while (($#)); do
+    case "$1" in
+      --database) url="postgresql://$BX_PG_USER:$BX_PG_PASSWORD@$BX_HOST:$BOXOFFICE_PG_PORT/$2"; shift 2 ;;
+      --database=*) url="postgresql://$BX_PG_USER:$BX_PG_PASSWORD@$BX_HOST:$BOXOFFICE_PG_PORT/${1#*=}"; shift ;;
+      --url) url="$2"; shift 2 ;;
+      --url=*) url="${1#*=}"; shift ;;
+      *) args+=("$1"); shift ;;
+    esac
+  done
+  : "${url:=postgresql://$BX_PG_USER:$BX_PG_PASSWORD@$BX_HOST:$BOXOFFICE_PG_PORT/$BX_PG_DB}"
+  "${BX_VENV:-$BX_ROOT/.venv}/bin/python" -m boxoffice.verify --database-url "$url" "${args[@]}"
+}

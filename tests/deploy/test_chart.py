@@ -17,7 +17,7 @@ from boxoffice.config import ENV_VARS
 from boxoffice.web.app import LIVENESS_PATHS, READINESS_PATHS
 from deploy.conftest import CHART, ROOT, VALUES_FILES, Tools, docs
 
-FUNCTIONS = ("get_event", "get_customer", "create_booking", "consume_order")
+FUNCTIONS = ("get_event", "get_customer", "create_booking", "consume_order", "housekeeping")
 IDS = [p.name if p else "default" for p in VALUES_FILES]
 Render = Callable[[Path | None], str]
 
@@ -182,7 +182,7 @@ def test_knative_services_invariants(render: Render, values: Path | None) -> Non
             ann["autoscaling.knative.dev/max-scale"]
         )
         local = svc["metadata"]["labels"].get("networking.knative.dev/visibility")
-        assert (local == "cluster-local") == (name == "consume-order"), name
+        assert (local == "cluster-local") == (name in ("consume-order", "housekeeping")), name
     signing = _env(ksvcs["consume-order"]["spec"]["template"]["spec"]["containers"][0])
     assert "secretKeyRef" in signing["BOXOFFICE_TICKET_SIGNING_KEY"]["valueFrom"]
 

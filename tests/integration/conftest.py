@@ -127,8 +127,11 @@ def use_settings() -> Iterator[Callable[..., bootstrap.Container]]:
 
     yield swap
     bootstrap.set_container(previous)
-    for c in made:
-        if "database" in c.__dict__:  # cached_property: only if it was ever opened
+    for c in made:  # cached_properties: only what was ever started
+        for worker in ("outbox_relay_worker", "document_sweeper"):
+            if worker in c.__dict__:
+                c.__dict__[worker].stop()
+        if "database" in c.__dict__:
             c.database.close()
 
 
@@ -267,3 +270,28 @@ def dead_url() -> str:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
     return f"http://127.0.0.1:{port}/certs"
+
+
+@pytest.fixture
+def dev_db() -> Iterator[psycopg.Connection[Any]]:
+    """`db` of the dev database, for modules that override `db` with `own_db`."""
+    with psycopg.connect(_require("BOXOFFICE_DATABASE_URL"), autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def own_db(
+    scratch_db: Any,
+    use_settings: Callable[..., bootstrap.Container],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[psycopg.Connection[Any]]:
+    """For tests that write rows the functions never would (bookings without seats or outbox
+    rows, statuses set by hand): a database of the test's own (tests/conftest.py `scratch_db`),
+    used by the in-process functions (container swapped) and by any function process the test
+    starts (BOXOFFICE_DATABASE_URL). Kafka is switched off, so nothing it does is published to
+    the stack's topics. Dropped afterwards: the dev database stays consistent."""
+    monkeypatch.setenv("BOXOFFICE_DATABASE_URL", scratch_db.url)
+    monkeypatch.setenv("BOXOFFICE_KAFKA_BOOTSTRAP_SERVERS", "")
+    use_settings()
+    with psycopg.connect(scratch_db.url, autocommit=True) as conn:
+        yield conn

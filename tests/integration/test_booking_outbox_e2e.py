@@ -333,9 +333,11 @@ def test_bookings_succeed_while_kafka_is_down_and_a_relay_publishes_them_exactly
         for record in records:
             assert_created_event(record, record.key.decode(), down.settings.event_source)
     finally:
-        # Never leave rows for a topic that may not exist: every relay would keep retrying them.
+        # Never leave unpublished rows for a topic that may not exist: every relay would keep
+        # retrying them. Published rows stay: they are their bookings' outbox events (the
+        # invariant checker, `stack/boxo verify`, wants one for every booking).
         down.outbox_relay_worker.stop()
-        db.execute("DELETE FROM outbox WHERE topic = %s", (topic,))
+        db.execute("DELETE FROM outbox WHERE topic = %s AND published_at IS NULL", (topic,))
         if topic in admin.list_topics():
             admin.delete_topics([topic])
         admin.close()

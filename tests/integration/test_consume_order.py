@@ -52,6 +52,13 @@ GOLDEN_BOOKING = uuid.UUID("b00c0000-0000-4000-8000-00000000e001")
 GOLDEN_STRUCTURED = uuid.UUID("b00c0000-0000-4000-8000-00000000e002")
 
 
+@pytest.fixture
+def db(own_db: Db) -> Db:
+    """Bookings here are written with SQL (no seats taken, no outbox row): a database of the
+    test's own (`own_db`), never the dev database."""
+    return own_db
+
+
 @pytest.fixture(scope="module")
 def client() -> FlaskClient:
     return consume_order_client()
@@ -535,10 +542,12 @@ def test_pending_booking_has_no_order_yet(booking_client: FlaskClient, db: Db, a
 
 
 def test_booking_made_through_create_booking_is_confirmed_through_kafka_and_dispatch(
-    booking_client: FlaskClient, db: Db, auth: Auth
+    booking_client: FlaskClient, dev_db: Db, auth: Auth
 ) -> None:
     """The whole path of the running stack: outbox relay -> Kafka `booking` topic -> the
-    KafkaSource-contract dispatcher -> consume_order (port 28084). No delivery by the test."""
+    KafkaSource-contract dispatcher -> consume_order (port 28084). No delivery by the test.
+    On the dev database: the booking is made by create_booking itself (seats, outbox row)."""
+    db = dev_db
     booking = booked_by_alice(booking_client, db, auth, 2)
 
     deadline = time.monotonic() + 60

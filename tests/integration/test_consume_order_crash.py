@@ -82,6 +82,13 @@ def post(url: str, d: Delivery) -> int | None:
 
 
 @pytest.fixture
+def db(own_db: Db) -> Db:
+    """Bookings here are written with SQL (no seats taken, no outbox row): a database of the
+    test's own (`own_db`), never the dev database."""
+    return own_db
+
+
+@pytest.fixture
 def started(tmp_path: Path) -> Iterator[list[ConsumerProcess]]:
     procs: list[ConsumerProcess] = []
     yield procs

@@ -83,6 +83,13 @@ def interleave(per_key: list[list[Step]], rng: random.Random) -> list[Step]:
     return merged
 
 
+@pytest.fixture
+def db(own_db: Db) -> Db:
+    """Bookings here are written with SQL (no seats taken, no outbox row): a database of the
+    test's own (`own_db`), never the dev database."""
+    return own_db
+
+
 @pytest.fixture(scope="module")
 def client() -> FlaskClient:
     return consume_order_client()

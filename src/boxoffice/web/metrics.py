@@ -87,6 +87,16 @@ REQUESTS_SHED = Counter(
 )
 
 
+# Housekeeping (services/housekeeping.py).
+ROWS_PRUNED = Counter(
+    "boxoffice_rows_pruned",
+    "Rows deleted by housekeeping, by table (expired idempotency keys, old order-event rows).",
+    ["table"],
+    registry=REGISTRY,
+)
+for _table in ("idempotency_record", "order_event"):
+    ROWS_PRUNED.labels(_table)
+
 # Transactional outbox relay (services/relay.py).
 OUTBOX_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
 OUTBOX_PUBLISHED = Counter(

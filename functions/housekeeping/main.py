@@ -1,0 +1,33 @@
+"""housekeeping: prunes expired idempotency keys and old order-event dedupe rows.
+
+Cluster-local, no token: a Knative PingSource POSTs a CloudEvent to it on a schedule (locally
+`stack/boxo up` starts a periodic trigger); any POST runs one bounded pass and answers its
+report. Two replicas may run passes at once (rows are claimed with SKIP LOCKED). Also serves
+/healthz, /readyz and /metrics (`boxoffice_rows_pruned_total{table}`).
+"""
+
+from __future__ import annotations
+
+import functions_framework
+from flask import Request, Response
+
+from boxoffice.adapters.housekeeping import TABLES
+from boxoffice.bootstrap import container, function_app
+from boxoffice.services import housekeeping
+from boxoffice.web.app import RequestContext, json_response
+
+app = function_app("housekeeping")
+
+
+@app.route("/", methods=["POST"])
+@app.route("/<path:path>", methods=["POST"])
+def prune(ctx: RequestContext, path: str = "") -> Response:
+    c = container()
+    report = housekeeping.prune(c.housekeeping_store, TABLES, c.housekeeping_policy)
+    body = {"pruned": report.pruned, "complete": report.complete, "seconds": report.seconds}
+    return json_response(body, headers={"Cache-Control": "no-store"})
+
+
+@functions_framework.http
+def handler(request: Request) -> Response:
+    return app.handle(request)
