@@ -13,6 +13,8 @@
 #
 # Steps (order matters: each step may only use kinds installed by itself or an earlier step):
 #   namespaces       boxoffice, kafka, keycloak, monitoring, cnpg-system
+#   gateway-api      Gateway API v1.4.1 standard CRDs (the chart's optional HTTPRoute; the Gateway
+#                    implementation itself is the cluster owner's choice: Envoy Gateway, Istio, ...)
 #   monitoring       kube-prometheus-stack 79.5.0 (Prometheus operator CRDs: PodMonitor, PrometheusRule, ...)
 #   knative-serving  Knative Serving knative-v1.20.3 + Kourier knative-v1.20.1 (NodePort 31080/31443)
 #   knative-eventing Knative Eventing knative-v1.20.3 + eventing-kafka-broker knative-v1.20.3
@@ -37,7 +39,8 @@ STRIMZI_VERSION="0.49.1"
 CNPG_CHART_VERSION="0.26.1"
 KEYCLOAKX_CHART_VERSION="7.1.11"
 KPS_CHART_VERSION="79.5.0"
-ALL_STEPS=(namespaces monitoring knative-serving knative-eventing kafka postgres keycloak secrets)
+GATEWAY_API_VERSION="v1.4.1"                # the version deploy/tools.sh validates HTTPRoutes with
+ALL_STEPS=(namespaces gateway-api monitoring knative-serving knative-eventing kafka postgres keycloak secrets)
 
 KUBECTL="${KUBECTL:-kubectl}"
 HELM="${HELM:-helm}"
@@ -77,6 +80,12 @@ crds_of() {
     chart:cloudnative-pg) echo "cnpg-crds.yaml" ;;
     chart:kube-prometheus-stack) echo "promop-*.yaml" ;;
     chart:keycloakx) echo "" ;;
+    standard-install.yaml) # the Go module's copy (deploy/tools.sh), not in ../shared/crds
+      [[ -d "${BOXOFFICE_GATEWAY_API_CRDS:-}" ]] || {
+        echo "rehearse: set BOXOFFICE_GATEWAY_API_CRDS to the Gateway API CRDs (deploy/tools.sh: GATEWAY_API_CRD_DIR)" >&2
+        return 1
+      }
+      echo "$BOXOFFICE_GATEWAY_API_CRDS/*.yaml" ;;
     *) return 1 ;;
   esac
 }
@@ -84,11 +93,13 @@ crds_of() {
 # Install CRD files for real (server-side: the Prometheus operator's are too large for the
 # last-applied annotation) and wait until the API serves them.
 install_crds() {
-  local glob="$1" files
+  local glob="$1" path files
+  path="$glob"
+  [[ "$path" == /* ]] || path="$REHEARSE/$glob"
   # shellcheck disable=SC2206  # the glob is ours (crds_of)
-  files=("$REHEARSE"/$glob)
-  [[ -e "${files[0]}" ]] || { echo "rehearse: no CRD files $REHEARSE/$glob" >&2; exit 1; }
-  note "crds $glob (${#files[@]} files)"
+  files=($path)
+  [[ -e "${files[0]}" ]] || { echo "rehearse: no CRD files $path" >&2; exit 1; }
+  note "crds ${glob#"${BOXOFFICE_GATEWAY_API_CRDS:-/nowhere}/"} (${#files[@]} files)"
   local args=()
   for f in "${files[@]}"; do args+=(-f "$f"); done
   "$KUBECTL" apply --server-side --force-conflicts "${args[@]}" >/dev/null
@@ -189,6 +200,11 @@ step_namespaces() {
     [[ -z "$REHEARSE" ]] || note "namespace $ns"
     "$KUBECTL" create namespace "$ns" --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
   done
+}
+
+step_gateway_api() {
+  step "Gateway API $GATEWAY_API_VERSION (standard CRDs)"
+  apply_upstream "$GH/kubernetes-sigs/gateway-api/releases/download/$GATEWAY_API_VERSION/standard-install.yaml"
 }
 
 step_monitoring() {
