@@ -74,7 +74,7 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
     ),
     "BOXOFFICE_PRUNE_BATCH_SIZE": ("1000", "Housekeeping: rows deleted per transaction."),
     "BOXOFFICE_BREAKER_OPEN_SECONDS": (
-        "5",
+        "1",
         "How long an open circuit breaker fails fast before one trial call.",
     ),
     # The HTTP server of every function (boxoffice.web.server, docs/adr/0011-overload.md).
@@ -168,7 +168,7 @@ class Settings:
     ticket_link_seconds: int = 300
     ticket_document_sweep_seconds: float = 15.0
     breaker_failure_threshold: int = 4
-    breaker_open_seconds: float = 5.0
+    breaker_open_seconds: float = 1.0
     order_event_retention_days: int = 35
     prune_batch_size: int = 1000
 
