@@ -8,7 +8,7 @@
 #   4. CloudNativePG chart 0.26.1 (operator 1.27.1) + Cluster boxoffice-db
 #   5. Keycloak: codecentric keycloakx chart 7.1.11 (quay.io/keycloak/keycloak 26.7.3), realm from a ConfigMap
 #   6. kube-prometheus-stack 79.5.0 (Prometheus, Grafana, Alertmanager)
-#   7. the ticket signing key Secret
+#   7. the ticket signing key Secret (Ed25519) and the ConfigMap of ticket public keys
 # Then: build/load the images (kind-config.yaml) and `helm upgrade --install boxoffice helm/boxoffice`
 # (docs/deploy.md). Re-running is safe: every step is apply/upgrade --install.
 set -euo pipefail
@@ -88,10 +88,18 @@ step "6. kube-prometheus-stack $KPS_CHART_VERSION"
   --repo https://prometheus-community.github.io/helm-charts --version "$KPS_CHART_VERSION" \
   -n monitoring -f helm/platform/kube-prometheus-stack-values.yaml --wait --timeout 10m
 
-step "7. ticket signing key"
-if ! "$KUBECTL" -n "$APP_NS" get secret boxoffice-ticket-signing >/dev/null 2>&1; then
+step "7. ticket signing key (Ed25519) and ticket public keys"
+# A new key pair the first time (or when an install from before signed tickets left an HMAC key
+# and no public keys): the private key (PKCS#8 PEM) in the Secret consume_order reads, its raw
+# public key (base64url) in the ConfigMap check_in reads and publishes. Rotation: README.
+if ! "$KUBECTL" -n "$APP_NS" get configmap boxoffice-ticket-keys >/dev/null 2>&1; then
+  pem=$(openssl genpkey -algorithm ed25519)
+  public=$(printf '%s\n' "$pem" | openssl pkey -pubout -outform DER | tail -c 32 |
+    base64 | tr '+/' '-_' | tr -d '=\n')
   "$KUBECTL" -n "$APP_NS" create secret generic boxoffice-ticket-signing \
-    --from-literal=key="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    --from-literal=key="$pem" --dry-run=client -o yaml | "$KUBECTL" apply -f -
+  "$KUBECTL" -n "$APP_NS" create configmap boxoffice-ticket-keys --from-literal=public-keys="$public"
+  unset pem
 fi
 
 printf '\nPlatform ready. Next: build + kind load the images, then\n'

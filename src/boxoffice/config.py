@@ -49,7 +49,14 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
     ),
     "BOXOFFICE_IDEMPOTENCY_TTL_HOURS": ("24", "How long idempotency keys are kept."),
     "BOXOFFICE_CATALOGUE_MAX_AGE_SECONDS": ("5", "Cache-Control max-age of catalogue reads."),
-    "BOXOFFICE_TICKET_SIGNING_KEY": ("", "HMAC key for ticket codes (required by consume_order)."),
+    "BOXOFFICE_TICKET_SIGNING_KEY": (
+        "",
+        "Ed25519 private key that signs new ticket codes (consume_order): base64url seed or PEM.",
+    ),
+    "BOXOFFICE_TICKET_PUBLIC_KEYS": (
+        "",
+        "Ed25519 public keys (base64url, comma-separated) whose ticket codes check_in accepts.",
+    ),
     "BOXOFFICE_S3_ENDPOINT_URL": ("", "S3 endpoint (empty: AWS default)."),
     "BOXOFFICE_S3_BUCKET": ("boxoffice-tickets", "Bucket of ticket documents."),
     "BOXOFFICE_S3_REGION": ("us-east-1", "Region of the S3 endpoint (request signing)."),
@@ -139,6 +146,7 @@ class Settings:
     ticket_document_sweep_seconds: float = 15.0
     breaker_failure_threshold: int = 4
     breaker_open_seconds: float = 5.0
+    ticket_public_keys: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -177,4 +185,5 @@ class Settings:
             ticket_document_sweep_seconds=_seconds(e, "BOXOFFICE_TICKET_DOCUMENT_SWEEP_SECONDS"),
             breaker_failure_threshold=_int(e, "BOXOFFICE_BREAKER_FAILURE_THRESHOLD", 1),
             breaker_open_seconds=_seconds(e, "BOXOFFICE_BREAKER_OPEN_SECONDS"),
+            ticket_public_keys=_get(e, "BOXOFFICE_TICKET_PUBLIC_KEYS"),
         )

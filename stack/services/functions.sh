@@ -6,9 +6,10 @@
 : "${BOXOFFICE_GET_CUSTOMER_PORT:=28082}"
 : "${BOXOFFICE_CREATE_BOOKING_PORT:=28083}"
 : "${BOXOFFICE_CONSUME_ORDER_PORT:=28084}"
+: "${BOXOFFICE_CHECK_IN_PORT:=28087}"
 : "${BOXOFFICE_FUNCTION_THREADS:=8}"
 
-BX_FUNCTIONS=(get_event get_customer create_booking consume_order)
+BX_FUNCTIONS=(get_event get_customer create_booking consume_order check_in)
 
 fn_port() { local v="BOXOFFICE_${1^^}_PORT"; echo "${!v}"; }
 fn_present() { grep -qs '^def handler' "$BX_ROOT/functions/$1/main.py"; }

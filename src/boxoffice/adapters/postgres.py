@@ -34,6 +34,8 @@ from boxoffice.domain.money import Money
 Conn = psycopg.Connection[TupleRow]
 
 DEPENDENCY = "database"
+# SQLSTATE the database raises when a booking with a checked-in ticket is cancelled (V6 trigger).
+BOOKING_NOT_CANCELLABLE_STATE = "BX409"
 # OperationalErrors raised by a reachable server about one statement or transaction (statement
 # or lock timeout, deadlock, serialization failure): not evidence that the database is down.
 _STATEMENT_LEVEL = (
@@ -114,6 +116,12 @@ class Database:
             raise errors.ValidationFailed(
                 [errors.FieldError("", "a value is out of range for storage")]
             ) from exc
+        except psycopg.Error as exc:
+            if exc.sqlstate == BOOKING_NOT_CANCELLABLE_STATE:  # db/migrations/V6 trigger
+                raise errors.BookingNotCancellable(
+                    "a ticket of this booking has been checked in: it can no longer be cancelled"
+                ) from exc
+            raise
 
     def ping(self) -> None:
         with self.connection() as conn:
