@@ -190,6 +190,8 @@ class TicketKeys:
         if key is None:
             raise InvalidTicketCode(f"signed with key {kid}, which is not (or no longer) trusted")
         raw = _unb32(payload)
+        if _b32(raw) != payload:  # the last character's 2 spare bits must be zero: one spelling
+            raise InvalidTicketCode("not a ticket code of this system")
         ticket_id, event_id = uuid.UUID(bytes=raw[:16]), uuid.UUID(bytes=raw[16:32])
         try:
             key.verify(raw[32:], _message(kid, ticket_id, event_id))
