@@ -1,4 +1,4 @@
--- Check-in at the door (check_in function). See docs/adr/0010-tickets-and-check-in.md.
+-- Check-in at the door (check_in function). See docs/adr/0011-tickets-and-check-in.md.
 --
 -- Exactly once: a ticket is admitted at most once because `check_in.ticket_id` is its primary key
 -- and the only writer, check_in_ticket() below, inserts with ON CONFLICT DO NOTHING: of two gates
@@ -128,13 +128,16 @@ BEGIN
 END $$;
 
 -- Cancelling a booking that has a checked-in ticket is refused (the seats were used: no refund,
--- no resale). Enforced here, for every writer, as a guard of the cancellation itself.
+-- no resale). Enforced here, for every writer, as a guard of the cancellation itself: a refusal
+-- as V3's functions make them (`refuse`: the problem slug as the message), so cancel_booking's
+-- caller answers 409 booking-not-cancellable and nothing of the cancellation is kept.
 CREATE FUNCTION booking_refuse_cancel_after_check_in() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     IF EXISTS (SELECT 1 FROM check_in WHERE booking_id = NEW.id) THEN
-        RAISE EXCEPTION 'booking % has a checked-in ticket', NEW.id
-              USING ERRCODE = 'BX409', HINT = 'booking-not-cancellable';
+        PERFORM refuse('booking-not-cancellable',
+                       format('booking %s has a checked-in ticket: it can no longer be cancelled',
+                              NEW.id));
     END IF;
     RETURN NEW;
 END $$;

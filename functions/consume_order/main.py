@@ -45,7 +45,7 @@ def consume(ctx: RequestContext, path: str = "") -> Response:
     if (ctx.request.content_length or 0) > MAX_EVENT_BYTES:
         raise errors.PayloadTooLarge(f"a booking event is at most {MAX_EVENT_BYTES} bytes")
     event = orders.decode_delivery(dict(ctx.request.headers.items()), ctx.request.get_data())
-    result = orders.handle_booking_event(c.order_uow, signer, event)
+    result = orders.handle_booking_event(c.orders, signer, event)
     orders.record_metrics(result, event, started)
     # After the commit: the worker renders and stores the PDF off this request's path (and
     # retries any document still pending, e.g. after an S3 outage).

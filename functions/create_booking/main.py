@@ -17,8 +17,6 @@ from boxoffice.bootstrap import container, function_app
 from boxoffice.domain.bookings import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
-    Booking,
-    StoredResponse,
     decode_cursor,
     encode_cursor,
     request_hash,
@@ -27,6 +25,7 @@ from boxoffice.domain.bookings import (
 from boxoffice.domain.identity import CUSTOMER_ROLE, Principal
 from boxoffice.errors import FieldError
 from boxoffice.services import bookings, orders
+from boxoffice.services.ports import Booked, BookingView
 from boxoffice.web import metrics
 from boxoffice.web import validation as v
 from boxoffice.web.app import RequestContext, json_response
@@ -40,10 +39,6 @@ OUTCOMES: dict[type[errors.BoxofficeError], str] = {
 }
 
 
-def _created(booking: Booking) -> StoredResponse:
-    return StoredResponse(201, {"Location": f"/bookings/{booking.id}"}, booking_json(booking))
-
-
 def _idempotency_key(request: Request) -> str:
     key = request.headers.get("Idempotency-Key")
     if key is None:
@@ -55,7 +50,7 @@ def _idempotency_key(request: Request) -> str:
     return key
 
 
-def _book(ctx: RequestContext) -> bookings.Created:
+def _book(ctx: RequestContext) -> Booked:
     principal = ctx.principal(CUSTOMER_ROLE)
     key = _idempotency_key(ctx.request)
     body = v.json_body(ctx.request, "BookingInput")
@@ -66,26 +61,48 @@ def _book(ctx: RequestContext) -> bookings.Created:
         request_hash=request_hash("POST", "/bookings", body),
     )
     c = container()
-    policy = bookings.BookingPolicy.from_settings(c.settings)
-    return bookings.create_booking(c.uow, c.outbox_notifier, policy, principal, request, _created)
+    return bookings.create_booking(
+        c.bookings, c.outbox_notifier, c.booking_policy, principal, request
+    )
 
 
 @app.route("/bookings", methods=["POST"])
 def create_booking(ctx: RequestContext) -> Response:
     try:
-        result = _book(ctx)
+        booked = _book(ctx)
     except errors.BoxofficeError as exc:
         if exc.status < 500:
             metrics.BOOKINGS.labels(OUTCOMES.get(type(exc), "rejected")).inc()
         raise
-    headers = {**result.response.headers, **PRIVATE}
-    if result.booking is None:
+    if booked.booking is not None:
+        body = booking_json(booked.booking)
+        status, headers = 201, {"Location": f"/bookings/{booked.booking.id}", **PRIVATE}
+    else:  # replay of a key completed before the booking store kept booking ids
+        assert booked.stored is not None
+        body, status = booked.stored.body, booked.stored.status
+        headers = {**booked.stored.headers, **PRIVATE}
+    if booked.replayed:
         metrics.BOOKINGS.labels("replayed").inc()
         headers["Idempotent-Replayed"] = "true"
     else:
+        assert booked.booking is not None
         metrics.BOOKINGS.labels("created").inc()
-        metrics.TICKETS_RESERVED.inc(result.booking.quantity)
-    return json_response(result.response.body, result.response.status, headers)
+        metrics.TICKETS_RESERVED.inc(booked.booking.quantity)
+    return json_response(body, status, headers)
+
+
+def _render(view: BookingView) -> dict[str, Any]:
+    """A booking with its order and a presigned link to its ticket document, if stored."""
+    url = None
+    if orders.has_document(view.order):
+        c = container()
+        url = orders.document_link(c.document_store, view.order, c.settings.ticket_link_seconds)
+    return booking_with_order_json(view.booking, view.order, url)
+
+
+def _reader(ctx: RequestContext) -> Principal:
+    principal = ctx.principal()
+    return principal if principal.is_admin else ctx.principal(CUSTOMER_ROLE)
 
 
 @app.route("/bookings", methods=["GET"])
@@ -99,40 +116,19 @@ def list_bookings(ctx: RequestContext) -> Response:
     except ValueError as exc:
         raise errors.InvalidParameter([FieldError("cursor", "not a cursor from this API")]) from exc
     limit = v.query_int(r, "limit", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
-    page = bookings.list_bookings(container().uow, principal, limit, after)
-    next_cursor = encode_cursor(page.items[-1]) if page.has_more else None
-    views = _order_views([b.id for b in page.items])
-    body = {"items": [_with_order(b, views) for b in page.items], "nextCursor": next_cursor}
+    page = bookings.list_bookings(container().bookings, principal, limit, after)
+    next_cursor = encode_cursor(page.items[-1].booking) if page.has_more else None
+    body = {"items": [_render(view) for view in page.items], "nextCursor": next_cursor}
     return json_response(body, headers=PRIVATE)
-
-
-def _order_views(booking_ids: list[uuid.UUID]) -> dict[uuid.UUID, orders.OrderView]:
-    """Orders of bookings already authorised for the caller (docs/adr/0007)."""
-    c = container()
-    return orders.order_views(
-        c.order_uow, c.document_store, booking_ids, c.settings.ticket_link_seconds
-    )
-
-
-def _with_order(booking: Booking, views: dict[uuid.UUID, orders.OrderView]) -> dict[str, Any]:
-    view = views.get(booking.id)
-    return booking_with_order_json(
-        booking, view.order if view else None, view.document_url if view else None
-    )
-
-
-def _reader(ctx: RequestContext) -> Principal:
-    principal = ctx.principal()
-    return principal if principal.is_admin else ctx.principal(CUSTOMER_ROLE)
 
 
 @app.route("/bookings/<booking_id>", methods=["GET"])
 def get_booking(ctx: RequestContext, booking_id: str) -> Response:
     principal = _reader(ctx)
-    booking = bookings.get_booking(
-        container().uow, principal, v.parse_uuid(booking_id, "bookingId")
+    view = bookings.get_booking(
+        container().bookings, principal, v.parse_uuid(booking_id, "bookingId")
     )
-    return json_response(_with_order(booking, _order_views([booking.id])), headers=PRIVATE)
+    return json_response(_render(view), headers=PRIVATE)
 
 
 @app.route("/bookings/<booking_id>", methods=["DELETE"])
@@ -140,9 +136,9 @@ def cancel_booking(ctx: RequestContext, booking_id: str) -> Response:
     principal = ctx.principal(CUSTOMER_ROLE)
     c = container()
     result = bookings.cancel_booking(
-        c.uow,
+        c.bookings,
         c.outbox_notifier,
-        bookings.BookingPolicy.from_settings(c.settings),
+        c.booking_policy,
         principal,
         v.parse_uuid(booking_id, "bookingId"),
     )

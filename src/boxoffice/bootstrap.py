@@ -25,10 +25,12 @@ from boxoffice.web.auth import bearer_token
 
 if TYPE_CHECKING:  # imported on first use below (kafka-python, boto3, fpdf2 are slow to import)
     from boxoffice.adapters.kafka import KafkaEventPublisher
+    from boxoffice.adapters.postgres_bookings import PostgresBookingStore
     from boxoffice.adapters.postgres_checkins import CheckInUnitOfWorks
-    from boxoffice.adapters.postgres_orders import OrderUnitOfWorks
+    from boxoffice.adapters.postgres_orders import OrderUnitOfWorks, PostgresOrderStore
     from boxoffice.adapters.s3 import S3DocumentStore
     from boxoffice.domain.tickets import TicketKeys, TicketSigner
+    from boxoffice.services.bookings import BookingPolicy
     from boxoffice.services.orders import DocumentWorker
     from boxoffice.services.relay import BackgroundRelay, OutboxRelay
 
@@ -55,6 +57,19 @@ class Container:
         s = self.settings
         breaker = self._breaker(postgres.DEPENDENCY, postgres.connection_failure)
         return Database(s.database_url, s.db_pool_min, s.db_pool_max, s.db_timeout, breaker)
+
+    @functools.cached_property
+    def bookings(self) -> PostgresBookingStore:
+        """The booking store (create_booking): each use case one round trip."""
+        from boxoffice.adapters.postgres_bookings import PostgresBookingStore  # noqa: PLC0415
+
+        return PostgresBookingStore(self.database)
+
+    @functools.cached_property
+    def booking_policy(self) -> BookingPolicy:
+        from boxoffice.services.bookings import BookingPolicy  # noqa: PLC0415 - lazy
+
+        return BookingPolicy.from_settings(self.settings)
 
     @functools.cached_property
     def token_verifier(self) -> JwtVerifier:
@@ -105,8 +120,15 @@ class Container:
     # -- order processing (consume_order) and ticket documents ---------------------------------
 
     @functools.cached_property
+    def orders(self) -> PostgresOrderStore:
+        """Order processing: each booking event applied in one round trip."""
+        from boxoffice.adapters.postgres_orders import PostgresOrderStore  # noqa: PLC0415 - lazy
+
+        return PostgresOrderStore(self.database)
+
+    @functools.cached_property
     def order_uow(self) -> OrderUnitOfWorks:
-        """Transactions of order processing (orders, tickets, consumed events, documents)."""
+        """Transactions of ticket documents (claim, store, mark)."""
         from boxoffice.adapters.postgres_orders import OrderUnitOfWorks  # noqa: PLC0415 - lazy
 
         return OrderUnitOfWorks(self.database)

@@ -7,6 +7,7 @@ lists every slug under `components.responses`; a unit test keeps the two in step
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -273,3 +274,13 @@ def all_error_classes() -> list[type[BoxofficeError]]:
         seen.append(cls)
         stack.extend(cls.__subclasses__())
     return seen
+
+
+def by_slug(slug: str) -> type[BoxofficeError] | None:
+    """The error class whose problem type ends in `slug` (None if there is none)."""
+    return _slug_table().get(slug)
+
+
+@functools.cache
+def _slug_table() -> dict[str, type[BoxofficeError]]:
+    return {cls.slug: cls for cls in reversed(all_error_classes())}

@@ -227,6 +227,7 @@ def _frontdoor(directory: Path, upstreams: dict[str, str]) -> Iterator[str]:
         "@GET_EVENT_ADDR@": upstreams["get_event"],
         "@GET_CUSTOMER_ADDR@": upstreams["get_customer"],
         "@CREATE_BOOKING_ADDR@": upstreams["create_booking"],
+        "@CHECK_IN_ADDR@": upstreams["check_in"],
         "@PROBLEM_BASE@": "https://boxoffice.example/problems/",
     }.items():
         config = config.replace(placeholder, value)
@@ -297,9 +298,9 @@ class _Echo(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def echo_frontdoor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The template in front of three echo servers, one per function."""
+    """The template in front of echo servers, one per function."""
     servers = {}
-    for name in ("get_event", "get_customer", "create_booking"):
+    for name in ("get_event", "get_customer", "create_booking", "check_in"):
         server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
         server.name = name  # type: ignore[attr-defined]
         threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -329,6 +330,10 @@ def echo_frontdoor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         ("POST", "/bookings", "create_booking"),
         ("GET", "/bookings?cursor=abc", "create_booking"),
         ("DELETE", "/bookings/b1", "create_booking"),
+        ("POST", "/checkins", "check_in"),
+        ("POST", "/checkins/batch", "check_in"),
+        ("GET", "/events/e1/checkins/summary", "check_in"),
+        ("GET", "/.well-known/ticket-keys", "check_in"),
     ],
 )
 def test_the_template_routes_every_documented_path(
@@ -368,7 +373,10 @@ def test_the_template_forwards_host_and_client_headers(echo_frontdoor: str) -> N
     assert seen["x-forwarded-for"] == "203.0.113.7, 127.0.0.1"
 
 
-@pytest.mark.parametrize("path", ["/eventsx", "/customer", "/booking/b1", "/", "/healthz"])
+@pytest.mark.parametrize(
+    "path",
+    ["/eventsx", "/customer", "/booking/b1", "/", "/healthz", "/checkinsx", "/.well-known/x"],
+)
 def test_the_template_matches_whole_path_segments(echo_frontdoor: str, path: str) -> None:
     response = requests.get(f"{echo_frontdoor}{path}", timeout=10)
     assert response.status_code == 404
@@ -379,7 +387,7 @@ def test_the_template_matches_whole_path_segments(echo_frontdoor: str, path: str
 def dead_upstream_frontdoor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The template with upstreams on a port nothing listens on: every function is down."""
     dead = f"127.0.0.1:{_free_port()}"
-    upstreams = dict.fromkeys(("get_event", "get_customer", "create_booking"), dead)
+    upstreams = dict.fromkeys(("get_event", "get_customer", "create_booking", "check_in"), dead)
     with _frontdoor(tmp_path_factory.mktemp("frontdoor-dead"), upstreams) as base:
         yield base
 

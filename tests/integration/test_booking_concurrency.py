@@ -33,7 +33,7 @@ import psycopg
 import pytest
 import requests
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from support_databases import fresh_database
 
 from boxoffice.domain.catalogue import split_capacity
 
@@ -65,28 +65,10 @@ def _env(name: str) -> str:
 # -- the throw-away database -------------------------------------------------------------------
 
 
-def _migrations() -> list[Path]:
-    def version(p: Path) -> tuple[int, ...]:
-        found = re.match(r"V([\d_.]+)__", p.name)
-        assert found, p
-        return tuple(int(x) for x in re.split(r"[._]", found.group(1)) if x)
-
-    return sorted((ROOT / "db" / "migrations").glob("V*__*.sql"), key=version)
-
-
 @pytest.fixture(scope="module")
 def db_url() -> Iterator[str]:
-    shared = _env("BOXOFFICE_DATABASE_URL")
-    name = f"bx_booking_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(shared, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    params = conninfo_to_dict(shared)
-    params["dbname"] = name
-    url = make_conninfo(**params)
-    try:
+    with fresh_database("bx_booking_test") as url:
         with psycopg.connect(url, autocommit=True) as conn:
-            for migration in _migrations():
-                conn.execute(migration.read_text(encoding="utf-8").encode())
             conn.execute(
                 """INSERT INTO venue (id, name, address, city, capacity)
                    VALUES ('7e0e0000-0000-4000-8000-0000000000aa', 'Load Test Hall', '1 Road',
@@ -100,11 +82,6 @@ def db_url() -> Iterator[str]:
                     (uuid.UUID(int=i + 1), USERS[user][1], user.title(), f"{user}@example.test"),
                 )
         yield url
-    finally:
-        with psycopg.connect(shared, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 @pytest.fixture

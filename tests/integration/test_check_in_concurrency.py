@@ -252,8 +252,9 @@ def test_check_ins_racing_cancellations_never_admit_a_cancelled_booking(
                     (booking_id,),
                 )
                 conn.commit()
-            except psycopg.Error as exc:
-                return "refused" if exc.sqlstate == "BX409" else f"error {exc.sqlstate}: {exc}"
+            except psycopg.errors.RaiseException as exc:
+                refused = exc.diag.message_primary == "booking-not-cancellable"
+                return "refused" if refused else f"error: {exc}"
         return "cancelled"
 
     def scan(code: str) -> str:

@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from boxoffice.adapters.kafka import cloudevent_headers
-from boxoffice.domain.bookings import Booking, BookingStatus, cancelled_message, created_message
+from boxoffice.domain.bookings import CANCELLED_TYPE, CREATED_TYPE, Booking, BookingStatus
 from boxoffice.domain.money import Money
 from boxoffice.services.ports import PendingEvent
 
@@ -135,30 +135,48 @@ class Delivery:
     label: str = ""
 
 
-def _kafkasource_passthrough(message: Any) -> Delivery:
+def booking_event_data(booking: Booking) -> dict[str, Any]:
+    """The CloudEvent data of a booking event, as the outbox writes it (`booking_event_data` in
+    db/migrations/V3__booking_in_one_round_trip.sql; test_booking_rules.py checks that one)."""
+    return {
+        "bookingId": str(booking.id),
+        "eventId": str(booking.event_id),
+        "customerId": str(booking.customer_id),
+        "quantity": booking.quantity,
+        "unitPrice": booking.unit_price.to_json(),
+        "total": booking.total.to_json(),
+        "status": booking.status.value,
+    }
+
+
+def _kafkasource_passthrough(
+    booking: Booking, event_type: str, event_id: uuid.UUID, time: datetime
+) -> Delivery:
     pending = PendingEvent(
-        id=message.id,
+        id=event_id,
         topic="booking",
-        record_key=message.record_key,
-        event_type=message.event_type,
-        event_source=message.event_source,
-        event_time=message.event_time,
-        payload=json.dumps(message.payload).encode(),
-        created_at=message.event_time,
+        record_key=str(booking.id),
+        event_type=event_type,
+        event_source=SOURCE,
+        event_time=time,
+        payload=json.dumps(booking_event_data(booking)).encode(),
+        created_at=time,
     )
     headers = {"Prefer": "reply", "Kn-Namespace": "boxoffice"}
     for name, value in cloudevent_headers(pending):
         http_name = "Content-Type" if name == "content-type" else name.replace("_", "-", 1)
         headers[http_name] = value.decode()
-    return Delivery(headers, pending.payload, message.event_type.rsplit(".", 2)[-2])
+    return Delivery(headers, pending.payload, event_type.rsplit(".", 2)[-2])
 
 
 def created_delivery(booking: Booking) -> Delivery:
-    return _kafkasource_passthrough(created_message(booking, "booking", SOURCE))
+    """booking.created: its CloudEvent id is the booking id."""
+    return _kafkasource_passthrough(booking, CREATED_TYPE, booking.id, booking.created_at)
 
 
 def cancelled_delivery(booking: Booking, event_id: uuid.UUID) -> Delivery:
-    return _kafkasource_passthrough(cancelled_message(booking, "booking", SOURCE, event_id))
+    assert booking.cancelled_at is not None, "the booking is not cancelled"
+    return _kafkasource_passthrough(booking, CANCELLED_TYPE, event_id, booking.cancelled_at)
 
 
 def deliver(client: FlaskClient, d: Delivery) -> TestResponse:

@@ -69,7 +69,7 @@ def factory(repo: FakeCheckIns) -> CheckInUnitOfWorkFactory:
             repo.commits += 1
 
     @contextmanager
-    def make() -> Iterator[Uow]:
+    def make(*, one_statement: bool = False) -> Iterator[Uow]:
         yield Uow()
 
     return make

@@ -1,5 +1,6 @@
-"""Order processing rules with in-memory fakes of the ports (the real SQL is covered by
-tests/integration/test_consume_order*.py)."""
+"""Order processing around in-memory fakes of the ports: what Python does for an event (sign the
+tickets, hand them over), and ticket documents. The rules of applying an event run in PostgreSQL
+and are tested there: tests/integration/test_order_rules.py."""
 
 from __future__ import annotations
 
@@ -25,12 +26,8 @@ from boxoffice.domain.orders import (
     TicketStatus,
 )
 from boxoffice.domain.tickets import TicketKeys, TicketSigner
-from boxoffice.errors import (
-    BookingEventInvalid,
-    UnknownBooking,
-)
 from boxoffice.services import orders
-from boxoffice.services.ports import DocumentStoreError
+from boxoffice.services.ports import DocumentStoreError, DocumentUnitOfWorkFactory, Processed
 
 KEY = TicketSigner.generate()
 KEYS = TicketKeys([KEY.public_key])
@@ -46,50 +43,24 @@ class FakeOrders:
     failures: dict[uuid.UUID, int] = field(default_factory=dict)
     keys: dict[uuid.UUID, str] = field(default_factory=dict)
 
-    # OrderRepository
-    def orders_for_bookings(self, booking_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Order]:
-        return {b: o for b, o in self.by_booking.items() if b in booking_ids}
+    applied: list[tuple[BookingEvent, uuid.UUID, str, list[NewTicket]]] = field(
+        default_factory=list
+    )
 
-    def lock_booking(self, booking_id: uuid.UUID) -> Booking | None:
-        return self.bookings.get(booking_id)
-
-    def processed_outcome(self, source: str, event_id: str) -> Outcome | None:
-        return self.events.get((source, event_id))
-
-    def record_event(self, event: BookingEvent, outcome: Outcome) -> None:
-        self.events.setdefault((event.source, event.id), outcome)
-
-    def order_for_booking(self, booking_id: uuid.UUID, *, for_update: bool = False) -> Order | None:
-        return self.by_booking.get(booking_id)
-
-    def add_order(
-        self, order_id: uuid.UUID, booking_id: uuid.UUID, document_key: str
-    ) -> datetime | None:
-        if booking_id in self.by_booking:
-            return None
-        self.by_booking[booking_id] = Order(
-            order_id, booking_id, OrderStatus.CONFIRMED, NOW, None, document_key, None
+    # OrderStore: records what it is given; confirms new bookings (the rules are SQL's)
+    def apply(
+        self,
+        event: BookingEvent,
+        order_id: uuid.UUID,
+        document_key: str,
+        tickets: Sequence[NewTicket],
+    ) -> Processed:
+        self.applied.append((event, order_id, document_key, list(tickets)))
+        made = tuple(Ticket(t.id, t.seq, t.code, TicketStatus.VALID) for t in tickets)
+        self.by_booking[event.booking_id] = Order(
+            order_id, event.booking_id, OrderStatus.CONFIRMED, NOW, None, document_key, None, made
         )
-        return NOW
-
-    def add_tickets(self, order_id: uuid.UUID, tickets: Sequence[NewTicket]) -> None:
-        for booking_id, order in self.by_booking.items():
-            if order.id == order_id:
-                made = tuple(Ticket(t.id, t.seq, t.code, TicketStatus.VALID) for t in tickets)
-                self.by_booking[booking_id] = replace(order, tickets=made)
-
-    def confirm_booking(self, booking_id: uuid.UUID) -> None:
-        b = self.bookings[booking_id]
-        if b.status is BookingStatus.PENDING:
-            self.bookings[booking_id] = replace(b, status=BookingStatus.CONFIRMED)
-
-    def cancel_order(self, order_id: uuid.UUID) -> None:
-        for booking_id, o in self.by_booking.items():
-            if o.id == order_id:
-                tickets = tuple(replace(t, status=TicketStatus.CANCELLED) for t in o.tickets)
-                self.by_booking[booking_id] = replace(
-                    o, status=OrderStatus.CANCELLED, cancelled_at=NOW, tickets=tickets
-                )
+        return Processed(Outcome.CONFIRMED, order_id, len(tickets), redelivery=False)
 
     # DocumentRepository
     def claim_pending(
@@ -114,7 +85,6 @@ class FakeOrders:
 
 class FakeUow:
     def __init__(self, repo: FakeOrders) -> None:
-        self.orders = repo
         self.documents = repo
 
     def commit(self) -> None:
@@ -149,7 +119,7 @@ def repo() -> FakeOrders:
     return FakeOrders()
 
 
-def factory(repo: FakeOrders) -> orders.OrderUnitOfWorkFactory:
+def factory(repo: FakeOrders) -> DocumentUnitOfWorkFactory:
     @contextmanager
     def make() -> Iterator[FakeUow]:
         yield FakeUow(repo)
@@ -180,94 +150,38 @@ def event(b: Booking, type_: str = CREATED_TYPE, event_id: str | None = None) ->
     )
 
 
-def test_created_event_issues_one_verifiable_ticket_per_seat_and_confirms(repo: FakeOrders) -> None:
+def test_a_created_event_hands_the_store_one_signed_ticket_per_seat(repo: FakeOrders) -> None:
     b = booking(repo, 3)
 
-    result = orders.handle_booking_event(factory(repo), KEY, event(b))
+    result = orders.handle_booking_event(repo, KEY, event(b))
 
-    order = repo.by_booking[b.id]
-    assert (result.outcome, result.tickets_issued, result.redelivery) == (
-        Outcome.CONFIRMED,
-        3,
-        False,
-    )
-    assert [t.seq for t in order.tickets] == [1, 2, 3]
-    signed = [KEYS.verify(t.code) for t in order.tickets]
-    assert [(s.ticket_id, s.event_id) for s in signed] == [
-        (t.id, b.event_id) for t in order.tickets
-    ]
-    assert repo.bookings[b.id].status is BookingStatus.CONFIRMED
+    ((ev, order_id, key, tickets),) = repo.applied
+    assert ev == event(b)
+    assert result.order_id == order_id
+    assert key == f"orders/{order_id}.pdf"
+    assert [t.seq for t in tickets] == [1, 2, 3]
+    assert len({t.id for t in tickets}) == 3
+    signed = [KEYS.verify(t.code) for t in tickets]
+    assert [(s.ticket_id, s.event_id) for s in signed] == [(t.id, b.event_id) for t in tickets]
 
 
-def test_same_event_again_is_a_redelivery_that_changes_nothing(repo: FakeOrders) -> None:
+def test_a_cancelled_event_hands_the_store_no_tickets(repo: FakeOrders) -> None:
+    b = booking(repo, 2, status=BookingStatus.CANCELLED)
+    orders.handle_booking_event(repo, KEY, event(b, CANCELLED_TYPE, "cancel-1"))
+    ((_, _, _, tickets),) = repo.applied
+    assert tickets == []
+
+
+def test_every_delivery_offers_a_fresh_order_id(repo: FakeOrders) -> None:
     b = booking(repo)
-    first = orders.handle_booking_event(factory(repo), KEY, event(b))
-    order = repo.by_booking[b.id]
-
-    again = orders.handle_booking_event(factory(repo), KEY, event(b))
-
-    assert again.redelivery
-    assert again.order_id == first.order_id
-    assert repo.by_booking[b.id] == order
-
-
-def test_another_created_event_for_the_same_booking_does_not_make_a_second_order(
-    repo: FakeOrders,
-) -> None:
-    b = booking(repo)
-    orders.handle_booking_event(factory(repo), KEY, event(b))
-
-    other = orders.handle_booking_event(factory(repo), KEY, event(b, event_id="another-id"))
-
-    assert (other.outcome, other.redelivery) == (Outcome.ALREADY_CONFIRMED, True)
-    assert len(repo.by_booking) == 1
-
-
-def test_booking_cancelled_before_confirmation_gets_no_order(repo: FakeOrders) -> None:
-    b = booking(repo, status=BookingStatus.CANCELLED)
-
-    result = orders.handle_booking_event(factory(repo), KEY, event(b))
-
-    assert result.outcome is Outcome.SKIPPED_BOOKING_CANCELLED
-    assert repo.by_booking == {}
-    assert repo.events[("/src", str(b.id))] is Outcome.SKIPPED_BOOKING_CANCELLED
-
-
-def test_cancellation_after_confirmation_cancels_order_and_tickets_once(repo: FakeOrders) -> None:
-    b = booking(repo)
-    orders.handle_booking_event(factory(repo), KEY, event(b))
-    repo.bookings[b.id] = replace(b, status=BookingStatus.CANCELLED, cancelled_at=NOW)
-    cancel = event(b, CANCELLED_TYPE, "cancel-1")
-
-    first = orders.handle_booking_event(factory(repo), KEY, cancel)
-    again = orders.handle_booking_event(factory(repo), KEY, cancel)
-
-    assert first.outcome is Outcome.ORDER_CANCELLED
-    assert again.redelivery
-    assert {t.status for t in repo.by_booking[b.id].tickets} == {TicketStatus.CANCELLED}
-
-
-def test_unknown_booking_and_contradicting_data_are_refused(repo: FakeOrders) -> None:
-    ghost = Booking(
-        uuid.uuid4(),
-        uuid.uuid4(),
-        uuid.uuid4(),
-        1,
-        Money(Decimal(1), "GBP"),
-        BookingStatus.PENDING,
-        NOW,
-    )
-    with pytest.raises(UnknownBooking):
-        orders.handle_booking_event(factory(repo), KEY, event(ghost))
-    b = booking(repo, 2)
-    with pytest.raises(BookingEventInvalid):
-        orders.handle_booking_event(factory(repo), KEY, replace(event(b), quantity=3))
-    assert repo.by_booking == {}
+    orders.handle_booking_event(repo, KEY, event(b))
+    orders.handle_booking_event(repo, KEY, event(b))
+    assert repo.applied[0][1] != repo.applied[1][1]
 
 
 def test_failed_document_upload_is_recorded_and_a_later_attempt_stores_it(repo: FakeOrders) -> None:
     b = booking(repo)
-    result = orders.handle_booking_event(factory(repo), KEY, event(b))
+    result = orders.handle_booking_event(repo, KEY, event(b))
     assert result.order_id is not None
     uow = factory(repo)
 
@@ -284,17 +198,16 @@ def test_failed_document_upload_is_recorded_and_a_later_attempt_stores_it(repo: 
     assert orders.store_document(uow, good, Renderer(), result.order_id) is None  # none pending
 
 
-def test_order_view_links_only_stored_documents(repo: FakeOrders) -> None:
+def test_only_stored_documents_are_linked(repo: FakeOrders) -> None:
     stored_b, pending_b = booking(repo), booking(repo)
     for b in (stored_b, pending_b):
-        orders.handle_booking_event(factory(repo), KEY, event(b))
-    stored_order = repo.by_booking[stored_b.id]
-    repo.by_booking[stored_b.id] = replace(stored_order, document_stored_at=NOW)
-
-    views = orders.order_views(factory(repo), Store(), [stored_b.id, pending_b.id], 300)
+        orders.handle_booking_event(repo, KEY, event(b))
+    stored_order = replace(repo.by_booking[stored_b.id], document_stored_at=NOW)
+    pending_order = repo.by_booking[pending_b.id]
 
     assert (
-        views[stored_b.id].document_url
+        orders.document_link(Store(), stored_order, 300)
         == f"https://s3.test/orders/{stored_order.id}.pdf?expires=300"
     )
-    assert views[pending_b.id].document_url is None
+    assert orders.document_link(Store(), pending_order, 300) is None
+    assert orders.document_link(Store(), None, 300) is None

@@ -94,7 +94,7 @@ class PostgresOutbox:
     @contextmanager
     def claim(self, limit: int) -> Iterator[PostgresOutboxBatch]:
         """Lock up to `limit` publishable rows; commit on normal exit, roll back on error."""
-        with self._db.connection() as conn:
+        with self._db.transaction() as conn:
             rows = conn.execute(_CLAIM, {"topics": self._topics, "limit": limit}).fetchall()
             yield PostgresOutboxBatch(conn, [_event(r) for r in rows])
 

@@ -21,11 +21,6 @@ from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from boxoffice import errors
-from boxoffice.adapters.postgres_bookings import (
-    PostgresBookings,
-    PostgresIdempotency,
-    PostgresOutboxWriter,
-)
 from boxoffice.adapters.resilience import Breaker
 from boxoffice.domain.catalogue import Event, EventQuery, Venue, resize_shards
 from boxoffice.domain.customers import Address, Customer, Profile
@@ -34,8 +29,6 @@ from boxoffice.domain.money import Money
 Conn = psycopg.Connection[TupleRow]
 
 DEPENDENCY = "database"
-# SQLSTATE the database raises when a booking with a checked-in ticket is cancelled (V6 trigger).
-BOOKING_NOT_CANCELLABLE_STATE = "BX409"
 # OperationalErrors raised by a reachable server about one statement or transaction (statement
 # or lock timeout, deadlock, serialization failure): not evidence that the database is down.
 _STATEMENT_LEVEL = (
@@ -85,6 +78,7 @@ class Database:
                         timeout=self._timeout,
                         open=False,
                         kwargs={
+                            "autocommit": True,
                             "connect_timeout": max(1, int(self._timeout)),
                             "options": f"-c statement_timeout={statement_ms}"
                             f" -c lock_timeout={statement_ms}"
@@ -99,7 +93,11 @@ class Database:
 
     @contextmanager
     def connection(self) -> Iterator[Conn]:
-        """A pooled connection inside a transaction (commit on success, rollback on error)."""
+        """A pooled connection in autocommit mode: every statement is its own transaction.
+
+        The purchase path's use cases are each one statement (a PL/pgSQL function call, see
+        db/migrations/V3__booking_in_one_round_trip.sql), so one round trip: no BEGIN, no COMMIT.
+        Connection-level trouble becomes `ServiceUnavailable` (503 + Retry-After)."""
         try:
             # While the breaker is open this raises ServiceUnavailable before touching the pool.
             with self.breaker.guard(), self._get_pool().connection() as conn:
@@ -116,26 +114,35 @@ class Database:
             raise errors.ValidationFailed(
                 [errors.FieldError("", "a value is out of range for storage")]
             ) from exc
-        except psycopg.Error as exc:
-            if exc.sqlstate == BOOKING_NOT_CANCELLABLE_STATE:  # db/migrations/V6 trigger
-                raise errors.BookingNotCancellable(
-                    "a ticket of this booking has been checked in: it can no longer be cancelled"
-                ) from exc
-            raise
+
+    @contextmanager
+    def transaction(self) -> Iterator[Conn]:
+        """A pooled connection inside one transaction: committed when the block ends normally,
+        rolled back when it raises."""
+        with self.connection() as conn, conn.transaction():
+            yield conn
 
     def ping(self) -> None:
         with self.connection() as conn:
             conn.execute("SELECT 1")
 
     @contextmanager
-    def unit_of_work(self, *, read_only: bool = False) -> Iterator[PostgresUnitOfWork]:
+    def explicit_transaction(self) -> Iterator[Conn]:
+        """A pooled connection whose transaction the caller commits (`conn.commit()`); whatever
+        is not committed when the block ends is rolled back."""
         with self.connection() as conn:
-            uow = PostgresUnitOfWork(conn)
+            conn.autocommit = False
             try:
-                yield uow
+                yield conn
             finally:
-                if not uow.committed:
-                    conn.rollback()
+                conn.rollback()  # nothing to do after a commit
+                conn.autocommit = True
+
+    @contextmanager
+    def unit_of_work(self, *, read_only: bool = False) -> Iterator[PostgresUnitOfWork]:
+        """One transaction with explicit commit: rolled back unless `commit()` was called."""
+        with self.explicit_transaction() as conn:
+            yield PostgresUnitOfWork(conn)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -146,16 +153,11 @@ class Database:
 class PostgresUnitOfWork:
     def __init__(self, conn: Conn) -> None:
         self.conn = conn
-        self.committed = False
         self.catalogue = PostgresCatalogue(conn)
         self.customers = PostgresCustomers(conn)
-        self.bookings = PostgresBookings(conn)
-        self.idempotency = PostgresIdempotency(conn)
-        self.outbox = PostgresOutboxWriter(conn)
 
     def commit(self) -> None:
         self.conn.commit()
-        self.committed = True
 
 
 _EVENT_COLUMNS = """

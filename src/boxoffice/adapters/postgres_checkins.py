@@ -80,17 +80,18 @@ class PostgresCheckInUnitOfWork:
 
 
 class CheckInUnitOfWorks:
-    """Factory of check-in transactions on the process's `Database`."""
+    """Factory of check-in transactions on the process's `Database`: one explicit transaction
+    (an offline upload: all its scans or none), or with `one_statement` an autocommit connection
+    whose single call is its own transaction (an online scan: one round trip, no BEGIN/COMMIT)."""
 
     def __init__(self, database: Database) -> None:
         self._database = database
 
     @contextmanager
-    def __call__(self) -> Iterator[PostgresCheckInUnitOfWork]:
-        with self._database.connection() as conn:
-            uow = PostgresCheckInUnitOfWork(conn)
-            try:
-                yield uow
-            finally:
-                if not uow.committed:
-                    conn.rollback()
+    def __call__(self, *, one_statement: bool = False) -> Iterator[PostgresCheckInUnitOfWork]:
+        if one_statement:
+            with self._database.connection() as conn:
+                yield PostgresCheckInUnitOfWork(conn)
+        else:
+            with self._database.explicit_transaction() as conn:
+                yield PostgresCheckInUnitOfWork(conn)

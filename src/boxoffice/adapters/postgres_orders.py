@@ -1,24 +1,26 @@
-"""PostgreSQL repositories of order processing (consume_order): orders, tickets, the log of
-consumed booking events, and ticket documents waiting for S3 (docs/adr/0007-order-processing.md).
+"""PostgreSQL side of order processing (consume_order): applying a booking event (orders,
+tickets, the log of consumed events) in one round trip, and ticket documents waiting for S3
+(docs/adr/0007-order-processing.md).
 
-Lock order: the booking row first (`FOR UPDATE`, as create_booking's cancellation does), then
-its order and tickets. One order per booking is the schema's `UNIQUE (booking_id)`.
+`apply_booking_event` (db/migrations/V4__order_processing_in_one_round_trip.sql) takes the
+booking row first (`FOR UPDATE`, as create_booking's cancellation does), then its order. One
+order per booking is the schema's `UNIQUE (booking_id)`.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
 from typing import Any
 
 import psycopg
+import psycopg.errors
 from psycopg.rows import TupleRow
 
+from boxoffice import errors
 from boxoffice.adapters.postgres import Database
-from boxoffice.adapters.postgres_bookings import _BOOKING_COLUMNS, _booking
-from boxoffice.domain.bookings import Booking
 from boxoffice.domain.orders import (
     BookingEvent,
     DocumentSource,
@@ -29,6 +31,7 @@ from boxoffice.domain.orders import (
     Ticket,
     TicketStatus,
 )
+from boxoffice.services.ports import Processed
 
 Conn = psycopg.Connection[TupleRow]
 
@@ -61,92 +64,59 @@ def _order(conn: Conn, row: tuple[Any, ...]) -> Order:
     )
 
 
-def orders_for_bookings(conn: Conn, booking_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Order]:
-    """The orders (with tickets) of these bookings, by booking id (read path of create_booking)."""
-    if not booking_ids:
-        return {}
-    rows = conn.execute(
-        f"SELECT {_ORDER_COLUMNS} FROM orders o WHERE o.booking_id = ANY(%s)",  # noqa: S608
-        (list(booking_ids),),
-    ).fetchall()
-    return {r[1]: _order(conn, r) for r in rows}
+_APPLY = """
+SELECT r.outcome, r.order_id, r.redelivery, r.tickets_issued
+  FROM apply_booking_event(%(source)s, %(id)s, %(type)s, %(time)s, %(booking)s, %(event)s,
+                           %(customer)s, %(quantity)s, %(order)s, %(document_key)s,
+                           %(ticket_ids)s::uuid[], %(ticket_codes)s::text[]) r
+"""
 
 
-class PostgresOrders:
-    def __init__(self, conn: Conn) -> None:
-        self._conn = conn
+def refusal(exc: psycopg.errors.RaiseException) -> errors.BoxofficeError:
+    """The `BoxofficeError` an `apply_booking_event` refusal stands for."""
+    slug, detail = exc.diag.message_primary, exc.diag.message_detail or ""
+    if slug == errors.UnknownBooking.slug:
+        return errors.UnknownBooking(detail)
+    if slug == errors.BookingEventInvalid.slug:
+        fields = [errors.FieldError(f["field"], f["message"]) for f in json.loads(detail)]
+        return errors.BookingEventInvalid(fields)
+    raise exc  # an unexpected RAISE is a bug, not a refusal
 
-    def orders_for_bookings(self, booking_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Order]:
-        return orders_for_bookings(self._conn, booking_ids)
 
-    def lock_booking(self, booking_id: uuid.UUID) -> Booking | None:
-        row = self._conn.execute(
-            f"SELECT {_BOOKING_COLUMNS} FROM booking WHERE id = %s FOR UPDATE",  # noqa: S608
-            (booking_id,),
-        ).fetchone()
-        return None if row is None else _booking(row)
+class PostgresOrderStore:
+    """`OrderStore`: each booking event is one call of `apply_booking_event` (V4)."""
 
-    def processed_outcome(self, source: str, event_id: str) -> Outcome | None:
-        row = self._conn.execute(
-            "SELECT outcome FROM order_event WHERE event_source = %s AND event_id = %s",
-            (source, event_id),
-        ).fetchone()
-        return None if row is None else Outcome(row[0])
+    def __init__(self, database: Database) -> None:
+        self._db = database
 
-    def record_event(self, event: BookingEvent, outcome: Outcome) -> None:
-        self._conn.execute(
-            """INSERT INTO order_event (event_source, event_id, event_type, booking_id, outcome,
-                                        event_time)
-               VALUES (%s, %s, %s, %s, %s, %s)
-               ON CONFLICT (event_source, event_id) DO NOTHING""",
-            (event.source, event.id, event.type, event.booking_id, outcome.value, event.time),
-        )
-
-    def order_for_booking(self, booking_id: uuid.UUID, *, for_update: bool = False) -> Order | None:
-        lock = " FOR UPDATE" if for_update else ""
-        row = self._conn.execute(
-            f"SELECT {_ORDER_COLUMNS} FROM orders o WHERE o.booking_id = %s{lock}",  # noqa: S608
-            (booking_id,),
-        ).fetchone()
-        return None if row is None else _order(self._conn, row)
-
-    def add_order(
-        self, order_id: uuid.UUID, booking_id: uuid.UUID, document_key: str
-    ) -> datetime | None:
-        row = self._conn.execute(
-            """INSERT INTO orders (id, booking_id, document_key) VALUES (%s, %s, %s)
-               ON CONFLICT (booking_id) DO NOTHING
-               RETURNING confirmed_at""",
-            (order_id, booking_id, document_key),
-        ).fetchone()
-        return None if row is None else row[0]
-
-    def add_tickets(self, order_id: uuid.UUID, tickets: Sequence[NewTicket]) -> None:
-        with self._conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO ticket (id, order_id, seq, code) VALUES (%s, %s, %s, %s)",
-                [(t.id, order_id, t.seq, t.code) for t in tickets],
-            )
-
-    def confirm_booking(self, booking_id: uuid.UUID) -> None:
-        self._conn.execute(
-            """UPDATE booking SET status = 'CONFIRMED', updated_at = now()
-                WHERE id = %s AND status = 'PENDING'""",
-            (booking_id,),
-        )
-
-    def cancel_order(self, order_id: uuid.UUID) -> None:
-        self._conn.execute(
-            """UPDATE orders SET status = 'CANCELLED', cancelled_at = now(),
-                      document_stored_at = NULL, document_next_try_at = now()
-                WHERE id = %s AND status <> 'CANCELLED'""",
-            (order_id,),
-        )
-        self._conn.execute(
-            """UPDATE ticket SET status = 'CANCELLED', cancelled_at = now()
-                WHERE order_id = %s AND status <> 'CANCELLED'""",
-            (order_id,),
-        )
+    def apply(
+        self,
+        event: BookingEvent,
+        order_id: uuid.UUID,
+        document_key: str,
+        tickets: Sequence[NewTicket],
+    ) -> Processed:
+        params = {
+            "source": event.source,
+            "id": event.id,
+            "type": event.type,
+            "time": event.time,
+            "booking": event.booking_id,
+            "event": event.event_id,
+            "customer": event.customer_id,
+            "quantity": event.quantity,
+            "order": order_id,
+            "document_key": document_key,
+            "ticket_ids": [t.id for t in tickets],
+            "ticket_codes": [t.code for t in tickets],
+        }
+        with self._db.connection() as conn:
+            try:
+                row = conn.execute(_APPLY, params).fetchone()
+            except psycopg.errors.RaiseException as exc:
+                raise refusal(exc) from None
+        assert row is not None  # apply_booking_event returns one row or raises
+        return Processed(Outcome(row[0]), row[1], int(row[3]), bool(row[2]))
 
 
 class PostgresDocuments:
@@ -210,27 +180,19 @@ class PostgresDocuments:
 class PostgresOrderUnitOfWork:
     def __init__(self, conn: Conn) -> None:
         self.conn = conn
-        self.committed = False
-        self.orders = PostgresOrders(conn)
         self.documents = PostgresDocuments(conn)
 
     def commit(self) -> None:
         self.conn.commit()
-        self.committed = True
 
 
 class OrderUnitOfWorks:
-    """Factory of order-processing transactions on the process's `Database`."""
+    """Factory of ticket-document transactions on the process's `Database`."""
 
     def __init__(self, database: Database) -> None:
         self._database = database
 
     @contextmanager
     def __call__(self) -> Iterator[PostgresOrderUnitOfWork]:
-        with self._database.connection() as conn:
-            uow = PostgresOrderUnitOfWork(conn)
-            try:
-                yield uow
-            finally:
-                if not uow.committed:
-                    conn.rollback()
+        with self._database.explicit_transaction() as conn:
+            yield PostgresOrderUnitOfWork(conn)

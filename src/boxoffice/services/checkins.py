@@ -4,7 +4,7 @@ happened; batches of scans an offline gate admitted while disconnected; the even
 The signature of a code is checked here (`boxoffice.domain.tickets`); whether the ticket is
 valid, for this event, and not yet admitted is decided by the database in one guarded statement
 (`check_in_ticket`, db/migrations/V6), so two gates scanning one code at once admit it once
-(docs/adr/0010-tickets-and-check-in.md).
+(docs/adr/0011-tickets-and-check-in.md).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def check_in(
     if isinstance(attempt, ScanResult):
         _count([attempt], "online")
         return attempt
-    with uow() as tx:
+    with uow(one_statement=True) as tx:
         record = tx.checkins.check_in(attempt)
         tx.commit()
     result = _result(attempt, record)
@@ -137,7 +137,7 @@ def refusal(result: ScanResult) -> errors.BoxofficeError:
 
 
 def summary(uow: CheckInUnitOfWorkFactory, event_id: uuid.UUID) -> CheckInSummary:
-    with uow() as tx:
+    with uow(one_statement=True) as tx:
         found = tx.checkins.summary(event_id)
     if found is None:
         raise errors.NotFound(f"event {event_id} does not exist")

@@ -1,13 +1,15 @@
 """Order processing: booking CloudEvents in, orders and tickets out (consume_order).
 
-`handle_booking_event` is one database transaction per event: lock the booking, skip an event
-already consumed, then confirm (order + tickets + booking CONFIRMED) or cancel (order + tickets
-CANCELLED), record the event and its outcome, commit. A redelivery changes nothing and still
-succeeds. The order's ticket document (a PDF, one page per ticket with its QR code) is rendered
-and stored in S3 off the request path: after the commit the entrypoint wakes `DocumentWorker`, a
-background thread that renders and uploads pending documents and also sweeps for any left behind;
-a failure there never undoes or blocks the order: the document stays pending
-(orders.document_stored_at IS NULL) and is retried with backoff (docs/adr/0007, docs/adr/0010).
+`handle_booking_event` is one database transaction per event, one round trip
+(`apply_booking_event`, db/migrations/V4__order_processing_in_one_round_trip.sql): lock the
+booking, skip an event already consumed, then confirm (order + tickets + booking CONFIRMED) or
+cancel (order + tickets CANCELLED), record the event and its outcome. A redelivery changes
+nothing and still succeeds. The order's ticket document (a PDF, one page per ticket with its QR
+code) is rendered and stored in S3 off the request path: after the commit the entrypoint wakes
+`DocumentWorker`, a background thread that renders and uploads pending documents and also sweeps
+for any left behind; a failure there never undoes or blocks the order: the document stays pending
+(orders.document_stored_at IS NULL) and is retried with backoff (docs/adr/0007,
+docs/adr/0011-tickets-and-check-in.md).
 """
 
 from __future__ import annotations
@@ -17,36 +19,28 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import cloudevents.exceptions
 from cloudevents.http import from_http
 
-from boxoffice.domain.bookings import Booking, BookingStatus
 from boxoffice.domain.orders import (
     BookingEvent,
     Order,
-    OrderStatus,
     Outcome,
     booking_event,
     document_key,
     issue_tickets,
 )
-from boxoffice.errors import (
-    BookingEventInvalid,
-    FieldError,
-    MalformedCloudEvent,
-    UnknownBooking,
-)
+from boxoffice.errors import MalformedCloudEvent
 from boxoffice.services.ports import (
     DocumentRenderer,
     DocumentStore,
     DocumentStoreError,
     DocumentUnitOfWorkFactory,
-    OrderRepository,
-    OrderUnitOfWorkFactory,
+    OrderStore,
+    Processed,
 )
 from boxoffice.web import metrics
 
@@ -54,8 +48,6 @@ if TYPE_CHECKING:
     from boxoffice.domain.tickets import TicketSigner
 
 log = logging.getLogger("boxoffice.orders")
-
-DUPLICATE_OUTCOMES = frozenset({Outcome.ALREADY_CONFIRMED, Outcome.ALREADY_CANCELLED})
 
 
 def _parse_time(raw: object) -> datetime | None:
@@ -86,76 +78,18 @@ def decode_delivery(headers: Mapping[str, str], body: bytes) -> BookingEvent:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Processed:
-    outcome: Outcome
-    order_id: uuid.UUID | None
-    tickets_issued: int
-    redelivery: bool  # this CloudEvent (or its effect) had already been committed
-
-
-def _confirm(
-    repo: OrderRepository, signer: TicketSigner, booking: Booking, existing: Order | None
-) -> tuple[Outcome, uuid.UUID | None, int]:
-    if existing is not None:
-        return Outcome.ALREADY_CONFIRMED, existing.id, 0
-    if booking.status is BookingStatus.CANCELLED:
-        return Outcome.SKIPPED_BOOKING_CANCELLED, None, 0  # cancel overtook confirm
+def handle_booking_event(store: OrderStore, signer: TicketSigner, ev: BookingEvent) -> Processed:
+    """Apply one booking event exactly once (idempotent under redelivery and concurrency), in
+    one round trip. A created event's tickets are signed here, before the call: the key never
+    reaches the database; a redelivery's are simply not used."""
     order_id = uuid.uuid4()
-    if repo.add_order(order_id, booking.id, document_key(order_id)) is None:
-        raise RuntimeError("order insert conflicted under the booking's row lock")
-    tickets = issue_tickets(signer, event_id=booking.event_id, quantity=booking.quantity)
-    repo.add_tickets(order_id, tickets)
-    repo.confirm_booking(booking.id)
-    return Outcome.CONFIRMED, order_id, len(tickets)
-
-
-def _cancel(repo: OrderRepository, booking: Booking, existing: Order | None) -> Outcome:
-    if booking.status is not BookingStatus.CANCELLED:
-        raise BookingEventInvalid([FieldError("type", f"booking {booking.id} is not cancelled")])
-    if existing is None:
-        return Outcome.NO_ORDER_TO_CANCEL
-    if existing.status is OrderStatus.CANCELLED:
-        return Outcome.ALREADY_CANCELLED
-    repo.cancel_order(existing.id)
-    return Outcome.ORDER_CANCELLED
-
-
-def handle_booking_event(
-    uow: OrderUnitOfWorkFactory, signer: TicketSigner, ev: BookingEvent
-) -> Processed:
-    """Apply one booking event exactly once (idempotent under redelivery and concurrency)."""
-    with uow() as tx:
-        repo = tx.orders
-        booking = repo.lock_booking(ev.booking_id)
-        if booking is None:
-            raise UnknownBooking(f"booking {ev.booking_id} does not exist")
-        mismatched = [
-            FieldError(f"data.{name}", "does not match the booking")
-            for name, ok in (
-                ("eventId", booking.event_id == ev.event_id),
-                ("customerId", booking.customer_id == ev.customer_id),
-                ("quantity", booking.quantity == ev.quantity),
-            )
-            if not ok
-        ]
-        if mismatched:
-            raise BookingEventInvalid(mismatched)
-        earlier = repo.processed_outcome(ev.source, ev.id)
-        existing = repo.order_for_booking(ev.booking_id, for_update=True)
-        order_id = existing.id if existing else None
-        if earlier is not None:
-            return Processed(earlier, order_id, 0, redelivery=True)
-
-        if ev.is_created:
-            outcome, order_id, issued = _confirm(repo, signer, booking, existing)
-        else:
-            outcome, issued = _cancel(repo, booking, existing), 0
-        repo.record_event(ev, outcome)
-        tx.commit()
-    if outcome is Outcome.SKIPPED_BOOKING_CANCELLED:
+    tickets = (
+        issue_tickets(signer, event_id=ev.event_id, quantity=ev.quantity) if ev.is_created else []
+    )
+    result = store.apply(ev, order_id, document_key(order_id), tickets)
+    if result.outcome is Outcome.SKIPPED_BOOKING_CANCELLED and not result.redelivery:
         log.info("booking %s was cancelled before its order: no order issued", ev.booking_id)
-    return Processed(outcome, order_id, issued, redelivery=outcome in DUPLICATE_OUTCOMES)
+    return result
 
 
 def record_metrics(result: Processed, ev: BookingEvent, started: float) -> None:
@@ -297,29 +231,19 @@ class DocumentWorker:
 # -- the customer's view (create_booking: GET /bookings, GET /bookings/{id}) ---------------------
 
 
-@dataclass(frozen=True, slots=True)
-class OrderView:
-    order: Order
-    document_url: str | None  # presigned, short-lived; None until the document is stored
+def has_document(order: Order | None) -> bool:
+    """The order's ticket document is stored (so it can be linked)."""
+    return order is not None and bool(order.document_key) and order.document_stored_at is not None
 
 
-def order_views(
-    uow: OrderUnitOfWorkFactory,
-    store: DocumentStore,
-    booking_ids: list[uuid.UUID],
-    link_seconds: int,
-) -> dict[uuid.UUID, OrderView]:
-    """The orders of bookings the caller may already see (authorisation is the caller's job),
-    by booking id, each with a presigned link to its stored ticket document."""
-    with uow() as tx:
-        found = tx.orders.orders_for_bookings(booking_ids)
-    views = {}
-    for booking_id, order in found.items():
-        url = None
-        if order.document_key and order.document_stored_at is not None:
-            try:
-                url = store.link(order.document_key, link_seconds)
-            except DocumentStoreError as exc:
-                log.warning("no ticket document link for order %s: %s", order.id, exc)
-        views[booking_id] = OrderView(order, url)
-    return views
+def document_link(store: DocumentStore, order: Order | None, link_seconds: int) -> str | None:
+    """A presigned, short-lived link to the order's stored ticket document (None until it is
+    stored, or when no link can be made)."""
+    if order is None or not has_document(order):
+        return None
+    assert order.document_key is not None
+    try:
+        return store.link(order.document_key, link_seconds)
+    except DocumentStoreError as exc:
+        log.warning("no ticket document link for order %s: %s", order.id, exc)
+        return None

@@ -11,18 +11,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
-from boxoffice.domain.bookings import (
-    Allocation,
-    Booking,
-    EventForSale,
-    IdempotencyRecord,
-    OutboxMessage,
-    StoredResponse,
-)
+from boxoffice.domain.bookings import Booking, StoredResponse
 from boxoffice.domain.catalogue import Event, EventQuery, Venue
 from boxoffice.domain.checkins import CheckInSummary, ScanAttempt, ScanRecord
 from boxoffice.domain.customers import Customer, Profile
-from boxoffice.domain.money import Money
 from boxoffice.domain.orders import BookingEvent, DocumentSource, NewTicket, Order, Outcome
 
 
@@ -115,86 +107,63 @@ class EventPublisher(Protocol):
 # -- bookings (create_booking) ------------------------------------------------------------------
 
 
-class BookingRepository(Protocol):
-    """Bookings and the seats they hold. Every write is guarded in SQL (docs/adr/0002)."""
+@dataclass(frozen=True, slots=True)
+class BookTickets:
+    """One POST /bookings as the booking store carries it out: one transaction, one round trip
+    (`book_tickets` in db/migrations/V3__booking_in_one_round_trip.sql)."""
 
-    def event_for_sale(self, event_id: uuid.UUID) -> EventForSale | None:
-        """The event's price and status, share-locked until commit (no cancel mid-purchase)."""
+    subject: str  # the caller (token `sub`): Idempotency-Keys are scoped to it
+    idempotency_key: str
+    request_hash: str
+    idempotency_ttl_hours: int
+    booking_id: uuid.UUID  # the id the new booking gets
+    event_id: uuid.UUID
+    quantity: int
+    max_tickets_per_customer: int
+    start_shard: int  # random: where the search for an inventory shard with room begins
+    topic: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Booked:
+    """The outcome of `BookingStore.book`: the new booking, or (replayed) the one the key
+    created. `stored` is the response a key completed before V3 kept instead of its booking."""
+
+    booking: Booking | None
+    replayed: bool
+    stored: StoredResponse | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BookingView:
+    """A booking with its order (and tickets) once order processing has confirmed it."""
+
+    booking: Booking
+    order: Order | None
+
+
+class BookingStore(Protocol):
+    """Bookings, each use case one transaction (docs/adr/0010-booking-rules-in-sql.md). Refusals
+    raise their `BoxofficeError` (SoldOut, TicketLimitExceeded, ...) and leave nothing written."""
+
+    def book(self, command: BookTickets) -> Booked: ...
+
+    def cancel(
+        self, subject: str, booking_id: uuid.UUID, topic: str, source: str
+    ) -> tuple[Booking, bool]:
+        """Cancel the caller's booking: (the booking, True) when this call cancelled it,
+        (the booking, False) when it already was. NotFound for anyone else's."""
         ...
 
-    def add_customer_tickets(
-        self, customer_id: uuid.UUID, event_id: uuid.UUID, quantity: int, limit: int
-    ) -> bool:
-        """Count `quantity` more tickets for the customer; False if that would pass `limit`."""
+    def find(self, booking_id: uuid.UUID, subject: str | None) -> BookingView | None:
+        """The booking if `subject`'s customer owns it (any booking when `subject` is None)."""
         ...
 
-    def remove_customer_tickets(
-        self, customer_id: uuid.UUID, event_id: uuid.UUID, quantity: int
-    ) -> None: ...
-
-    def reserve_on_one_shard(self, event_id: uuid.UUID, quantity: int, start: int) -> int | None:
-        """Take seats from one unlocked shard with room (SKIP LOCKED, from `start`): the shard,
-        or None when no unlocked shard has room."""
-        ...
-
-    def free_seats(self, event_id: uuid.UUID) -> int:
-        """Committed free seats of the event over all shards (no locks)."""
-        ...
-
-    def lock_free_seats(self, event_id: uuid.UUID) -> dict[int, int]:
-        """Lock every shard of the event in shard order; free seats by shard."""
-        ...
-
-    def take_seats(self, event_id: uuid.UUID, allocations: list[Allocation]) -> None:
-        """Guarded `sold + n <= capacity` writes on shards this transaction has locked."""
-        ...
-
-    def return_seats(self, event_id: uuid.UUID, allocations: list[Allocation]) -> None:
-        """Lock the shards in shard order and give the seats back."""
-        ...
-
-    def add(
-        self,
-        booking_id: uuid.UUID,
-        customer_id: uuid.UUID,
-        event_id: uuid.UUID,
-        quantity: int,
-        unit_price: Money,
-        allocations: list[Allocation],
-    ) -> Booking:
-        """Insert a PENDING booking and its allocations; the stored booking."""
-        ...
-
-    def get(self, booking_id: uuid.UUID, *, for_update: bool = False) -> Booking | None: ...
-    def allocations(self, booking_id: uuid.UUID) -> list[Allocation]: ...
     def list_for_customer(
-        self,
-        customer_id: uuid.UUID,
-        limit: int,
-        after: tuple[datetime, uuid.UUID] | None,
-    ) -> list[Booking]:
-        """Newest first (created_at descending, then id)."""
-        ...
-
-    def mark_cancelled(self, booking_id: uuid.UUID) -> Booking: ...
-    def event_started(self, event_id: uuid.UUID) -> bool: ...
-
-
-class IdempotencyStore(Protocol):
-    def claim(
-        self, scope: str, key: str, request_hash: str, ttl_hours: int
-    ) -> IdempotencyRecord | None:
-        """Claim `key` for this transaction: None when claimed (new, or expired and reused);
-        else the record of the earlier request. Raises IdempotencyKeyInUse while an earlier
-        request with the key is still in flight."""
-        ...
-
-    def complete(self, scope: str, key: str, response: StoredResponse) -> None: ...
-
-
-class OutboxWriter(Protocol):
-    def add(self, message: OutboxMessage) -> None:
-        """Insert an outbox row in the current transaction."""
+        self, subject: str, limit: int, after: tuple[datetime, uuid.UUID] | None
+    ) -> list[BookingView]:
+        """The subject's bookings, newest first (created_at descending, then id)."""
         ...
 
 
@@ -210,68 +179,34 @@ class NoopOutboxNotifier:
         return None
 
 
-class BookingUnitOfWork(UnitOfWork, Protocol):
-    @property
-    def bookings(self) -> BookingRepository: ...
-    @property
-    def idempotency(self) -> IdempotencyStore: ...
-    @property
-    def outbox(self) -> OutboxWriter: ...
-
-
-class BookingUnitOfWorkFactory(Protocol):
-    def __call__(self, *, read_only: bool = False) -> AbstractContextManager[BookingUnitOfWork]: ...
-
-
 # -- orders (consume_order) ---------------------------------------------------------------------
 
 
-class OrderRepository(Protocol):
-    """Orders, tickets and the log of consumed booking events (docs/adr/0007)."""
+@dataclass(frozen=True, slots=True)
+class Processed:
+    """What applying one booking event did."""
 
-    def orders_for_bookings(self, booking_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Order]:
-        """The orders (with their tickets) of these bookings, by booking id."""
+    outcome: Outcome
+    order_id: uuid.UUID | None
+    tickets_issued: int
+    redelivery: bool  # this CloudEvent (or its effect) had already been committed
+
+
+class OrderStore(Protocol):
+    """Orders, tickets and the log of consumed booking events (docs/adr/0007): one booking
+    event applied exactly once, in one transaction (`apply_booking_event`, V4)."""
+
+    def apply(
+        self,
+        event: BookingEvent,
+        order_id: uuid.UUID,
+        document_key: str,
+        tickets: Sequence[NewTicket],
+    ) -> Processed:
+        """Apply `event`; a new order gets `order_id`, `document_key` and `tickets` (signed by
+        the caller, one per seat). Raises UnknownBooking / BookingEventInvalid (never retried)
+        with nothing written."""
         ...
-
-    def lock_booking(self, booking_id: uuid.UUID) -> Booking | None:
-        """The booking, locked FOR UPDATE until commit (serialises its events)."""
-        ...
-
-    def processed_outcome(self, source: str, event_id: str) -> Outcome | None:
-        """What an earlier delivery of this CloudEvent did, or None if it is new."""
-        ...
-
-    def record_event(self, event: BookingEvent, outcome: Outcome) -> None: ...
-
-    def order_for_booking(
-        self, booking_id: uuid.UUID, *, for_update: bool = False
-    ) -> Order | None: ...
-
-    def add_order(
-        self, order_id: uuid.UUID, booking_id: uuid.UUID, document_key: str
-    ) -> datetime | None:
-        """Insert the booking's order (ON CONFLICT DO NOTHING): its confirmation time, or None
-        when the booking already has one."""
-        ...
-
-    def add_tickets(self, order_id: uuid.UUID, tickets: Sequence[NewTicket]) -> None: ...
-    def confirm_booking(self, booking_id: uuid.UUID) -> None:
-        """PENDING -> CONFIRMED (a no-op for any other status)."""
-        ...
-
-    def cancel_order(self, order_id: uuid.UUID) -> None:
-        """Cancel the order and its tickets; its document is due to be stored again."""
-        ...
-
-
-class OrderUnitOfWork(Protocol):
-    @property
-    def orders(self) -> OrderRepository: ...
-    def commit(self) -> None: ...
-
-
-class OrderUnitOfWorkFactory(Protocol):
-    def __call__(self) -> AbstractContextManager[OrderUnitOfWork]: ...
 
 
 class DocumentRepository(Protocol):
@@ -351,4 +286,6 @@ class CheckInUnitOfWork(Protocol):
 
 
 class CheckInUnitOfWorkFactory(Protocol):
-    def __call__(self) -> AbstractContextManager[CheckInUnitOfWork]: ...
+    def __call__(self, *, one_statement: bool = False) -> AbstractContextManager[CheckInUnitOfWork]:
+        """A transaction; with `one_statement`, for a single statement (committed by itself)."""
+        ...
