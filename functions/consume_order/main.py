@@ -49,7 +49,7 @@ def consume(ctx: RequestContext, path: str = "") -> Response:
     orders.record_metrics(result, event, started)
     # After the commit: the worker renders and stores the PDF off this request's path (and
     # retries any document still pending, e.g. after an S3 outage).
-    c.document_worker.kick()
+    c.document_notifier.kick()
     body = {
         "outcome": result.outcome.value,
         "orderId": str(result.order_id) if result.order_id else None,

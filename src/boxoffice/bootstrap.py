@@ -19,7 +19,7 @@ from boxoffice.adapters.postgres import Database, PostgresUnitOfWork
 from boxoffice.adapters.resilience import Breaker, FailurePredicate
 from boxoffice.config import Settings
 from boxoffice.domain.identity import Principal
-from boxoffice.services.ports import OutboxNotifier
+from boxoffice.services.ports import NoopOutboxNotifier, OutboxNotifier
 from boxoffice.web.app import FunctionApp
 from boxoffice.web.auth import bearer_token
 
@@ -183,6 +183,14 @@ class Container:
             PdfTicketRenderer(),
             self.settings.ticket_document_sweep_seconds,
         )
+
+    @functools.cached_property
+    def document_notifier(self) -> OutboxNotifier:
+        """Told after each order commit (consume_order): the document worker thread, or nobody
+        when a separate `python -m boxoffice.documents` process renders the documents."""
+        if self.settings.ticket_document_worker == "off":
+            return NoopOutboxNotifier()
+        return self.document_worker
 
     def uow(self, *, read_only: bool = False) -> AbstractContextManager[PostgresUnitOfWork]:
         return self.database.unit_of_work(read_only=read_only)

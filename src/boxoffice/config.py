@@ -67,6 +67,11 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
         "15",
         "consume_order: seconds between retries of ticket documents not yet stored in S3.",
     ),
+    "BOXOFFICE_TICKET_DOCUMENT_WORKER": (
+        "thread",
+        "consume_order: `thread` renders ticket PDFs in a background thread of the function; "
+        "`off` leaves them to `python -m boxoffice.documents` (a process of their own).",
+    ),
     "BOXOFFICE_OUTBOX_SWEEP_SECONDS": (
         "2",
         "Outbox relay: seconds between sweeps for unpublished events.",
@@ -114,6 +119,13 @@ def _seconds(env: Mapping[str, str], name: str) -> float:
     return float(value)
 
 
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
+    value = _get(env, name)
+    if value not in allowed:
+        raise ConfigurationError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     database_url: str
@@ -147,6 +159,7 @@ class Settings:
     breaker_failure_threshold: int = 4
     breaker_open_seconds: float = 5.0
     ticket_public_keys: str = ""
+    ticket_document_worker: str = "thread"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -186,4 +199,7 @@ class Settings:
             breaker_failure_threshold=_int(e, "BOXOFFICE_BREAKER_FAILURE_THRESHOLD", 1),
             breaker_open_seconds=_seconds(e, "BOXOFFICE_BREAKER_OPEN_SECONDS"),
             ticket_public_keys=_get(e, "BOXOFFICE_TICKET_PUBLIC_KEYS"),
+            ticket_document_worker=_choice(
+                e, "BOXOFFICE_TICKET_DOCUMENT_WORKER", ("thread", "off")
+            ),
         )

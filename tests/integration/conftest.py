@@ -128,6 +128,8 @@ def use_settings() -> Iterator[Callable[..., bootstrap.Container]]:
     yield swap
     bootstrap.set_container(previous)
     for c in made:
+        if "document_worker" in c.__dict__:  # started by a delivery: it must not sweep on
+            c.document_worker.stop()
         if "database" in c.__dict__:  # cached_property: only if it was ever opened
             c.database.close()
 

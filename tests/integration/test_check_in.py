@@ -11,7 +11,7 @@ import base64
 import hashlib
 import hmac
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -69,19 +69,8 @@ def booking_client() -> FlaskClient:
 
 
 @pytest.fixture
-def swap(
-    use_settings: Callable[..., bootstrap.Container],
-) -> Iterator[Callable[..., bootstrap.Container]]:
-    made: list[bootstrap.Container] = []
-
-    def swap_to(**overrides: Any) -> bootstrap.Container:
-        made.append(use_settings(**overrides))
-        return made[-1]
-
-    yield swap_to
-    for c in made:
-        if "document_worker" in c.__dict__:
-            c.document_worker.stop()
+def swap(use_settings: Callable[..., bootstrap.Container]) -> Callable[..., bootstrap.Container]:
+    return use_settings
 
 
 @pytest.fixture

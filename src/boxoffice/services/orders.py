@@ -205,6 +205,12 @@ class DocumentWorker:
         except Exception:  # a notification must never fail the request
             log.exception("ticket document worker: could not wake it")
 
+    def run_forever(self) -> None:
+        """The worker's loop in the calling thread, until `stop()` (`python -m
+        boxoffice.documents`)."""
+        self._stop.clear()
+        self._run()
+
     def _run(self) -> None:
         while not self._stop.is_set():
             self._wake.clear()
@@ -220,12 +226,12 @@ class DocumentWorker:
                 log.exception("ticket document pass failed")
             self._wake.wait(self._interval)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10) -> None:
         self._stop.set()
         self._wake.set()
         thread = self._thread
-        if thread is not None:
-            thread.join(timeout=10)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
 
 
 # -- the customer's view (create_booking: GET /bookings, GET /bookings/{id}) ---------------------
