@@ -91,6 +91,10 @@ def test_long_event_names_and_names_outside_the_core_fonts_still_render() -> Non
 
     assert page.codes == [src.order.tickets[0].code]
     assert "Holder: Zoë ?" in page.text
+    [long] = read_ticket_pdf(PdfTicketRenderer().render(replace(src, holder_name="H" * 200)))
+    assert "Holder: HHHH" in long.text
+    assert "H" * 200 not in long.text  # shortened to the page's width, not cut off at its edge
+    assert "..." in long.text
 
 
 @pytest.mark.parametrize(

@@ -96,9 +96,15 @@ class PdfTicketRenderer:
         return bytes(pdf.output())
 
     def _line(self, pdf: FPDF, y: float, text: str, size: float, style: str = "") -> float:
+        """One line of text, shortened with "..." when it would not fit the page."""
         pdf.set_font("helvetica", style, size)
         pdf.set_xy(MARGIN, y)
-        pdf.cell(TEXT_W, size * 0.45, printable(text))
+        line = printable(text)
+        if pdf.get_string_width(line) > TEXT_W:
+            while line and pdf.get_string_width(line + "...") > TEXT_W:
+                line = line[: max(len(line) - max(len(line) // 10, 1), 0)]
+            line += "..."
+        pdf.cell(TEXT_W, size * 0.45, line)
         return y + size * 0.45 + 2
 
     def _page(self, pdf: FPDF, src: DocumentSource, ticket: Ticket, count: int) -> None:
@@ -107,10 +113,12 @@ class PdfTicketRenderer:
             ticket.status is TicketStatus.CANCELLED or src.order.status is OrderStatus.CANCELLED
         )
         y = self._line(pdf, MARGIN, "BOXOFFICE  -  ADMIT ONE", 9, "B")
-        pdf.set_font("helvetica", "B", 22)
+        name = printable(src.event_name)
+        size = 22 if len(name) <= 45 else 16 if len(name) <= 100 else 12  # at most 3 lines
+        pdf.set_font("helvetica", "B", size)
         pdf.set_xy(MARGIN, y + 2)
-        pdf.multi_cell(TEXT_W, 9, printable(src.event_name), max_line_height=9)
-        y = min(pdf.get_y(), 70.0) + 3
+        pdf.multi_cell(TEXT_W, size * 0.42, name)
+        y = pdf.get_y() + 3
         y = self._line(pdf, y, _when(src.event_starts_at), 13, "B")
         y = self._line(pdf, y, f"{src.venue_name}, {src.venue_address}, {src.venue_city}", 12)
         y = self._line(pdf, y + 3, f"Ticket {ticket.seq} of {count}", 13, "B")
