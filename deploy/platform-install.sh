@@ -21,7 +21,7 @@
 #   kafka            Strimzi 0.49.1 (API kafka.strimzi.io/v1) + Kafka 4.1.1 (KRaft) + topics
 #   postgres         CloudNativePG chart 0.26.1 (operator 1.27.1) + Cluster boxoffice-db + its PodMonitor
 #   keycloak         codecentric keycloakx chart 7.1.11 (quay.io/keycloak/keycloak 26.7.3), realm from a ConfigMap
-#   secrets          the ticket signing key Secret
+#   secrets          the ticket signing key Secret (Ed25519) and the ConfigMap of ticket public keys
 # monitoring comes before postgres: the CloudNativePG chart (monitoring.podMonitorEnabled) and
 # cnpg-cluster.yaml create PodMonitors, whose CRD kube-prometheus-stack brings (cloudnative-pg/charts#108).
 # Then: build/load the images (kind-config.yaml) and `helm upgrade --install boxoffice helm/boxoffice`
@@ -281,9 +281,27 @@ step_keycloak() {
 }
 
 step_secrets() {
-  step "ticket signing key"
-  secret_once "$APP_NS" boxoffice-ticket-signing \
-    --from-literal=key="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  step "ticket signing key (Ed25519) and ticket public keys"
+  # A new key pair the first time (or when an install from before signed tickets left an HMAC key
+  # and no public keys): the private key (PKCS#8 PEM) in the Secret consume_order reads, its raw
+  # public key (base64url) in the ConfigMap check_in reads and publishes. Rotation: README.
+  if [[ -n "$REHEARSE" ]]; then
+    note "dry-run create secret $APP_NS/boxoffice-ticket-signing, configmap $APP_NS/boxoffice-ticket-keys"
+    "$KUBECTL" -n "$APP_NS" create secret generic boxoffice-ticket-signing \
+      --from-literal=key=rehearsal --dry-run=server >/dev/null
+    "$KUBECTL" -n "$APP_NS" create configmap boxoffice-ticket-keys \
+      --from-literal=public-keys=rehearsal --dry-run=server >/dev/null
+    return
+  fi
+  if ! "$KUBECTL" -n "$APP_NS" get configmap boxoffice-ticket-keys >/dev/null 2>&1; then
+    local pem public
+    pem=$(openssl genpkey -algorithm ed25519)
+    public=$(printf '%s\n' "$pem" | openssl pkey -pubout -outform DER | tail -c 32 |
+      base64 | tr '+/' '-_' | tr -d '=\n')
+    "$KUBECTL" -n "$APP_NS" create secret generic boxoffice-ticket-signing \
+      --from-literal=key="$pem" --dry-run=client -o yaml | "$KUBECTL" apply -f -
+    "$KUBECTL" -n "$APP_NS" create configmap boxoffice-ticket-keys --from-literal=public-keys="$public"
+  fi
 }
 
 for s in "${STEPS[@]}"; do

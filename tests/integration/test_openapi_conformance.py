@@ -39,7 +39,7 @@ schemathesis.experimental.OPEN_API_3_1.enable()
 SPEC = Path(__file__).resolve().parents[2] / "src" / "boxoffice" / "openapi.yaml"
 EXAMPLES_PER_OPERATION = 30
 # The operations of get_event and get_customer (the spec also describes other functions').
-THIS_ISSUE = r"^/(events|venues|customers|healthz|readyz)"
+THIS_ISSUE = r"^/(events|venues|customers|healthz|readyz)(?!.*/checkins)"  # check_in: its own test
 BOB_CUSTOMER = "c0000000-0000-4000-8000-000000000002"
 ALICE_DEMO_PROFILE = {
     "name": "Alice Archer",
