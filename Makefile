@@ -31,9 +31,16 @@ fmt: venv  ## format the code
 	$(VENV)/ruff check --fix .
 	$(VENV)/ruff format .
 
-test: lint up  ## run every test (unit, integration, e2e), then check the dev database's invariants
+test: lint up browser-deps  ## run every test (unit, integration, e2e, browser), then check the dev database's invariants
 	@set -a && source .state/env && set +a && $(VENV)/pytest $(PYTEST_ARGS)
 	@$(STACK) verify
+
+browser-deps:  ## what the browser tests need: Debian's chromium and fonts, the storefront's npm packages
+	@bash -c 'source stack/lib.sh && bx_apt_install chromium fonts-dejavu-core'
+	@storefront/vendor.sh --install
+
+browser: venv up browser-deps  ## the storefront's browser tests alone (tests/browser; screenshots in artifacts/browser)
+	@set -a && source .state/env && set +a && $(VENV)/pytest tests/browser $(PYTEST_ARGS)
 
 unit: venv  ## fast unit tests only (no servers)
 	$(VENV)/pytest tests/unit -q
@@ -45,7 +52,7 @@ lock:  ## re-resolve requirements/*.lock (hashes) from pyproject.toml
 	.cache/uv-venv/bin/uv pip compile pyproject.toml --generate-hashes \
 	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 -q -o requirements/runtime.lock
 
-.PHONY: help up down status verify venv lint fmt test unit lock
+.PHONY: help up down status verify venv lint fmt test unit lock browser-deps browser
 
 deploy-check: venv  ## offline deploy checks: helm lint, kubeconform -strict, invariants, image entrypoint
 	@bash deploy/tools.sh >/dev/null

@@ -2,7 +2,9 @@
 # The front door: nginx from Debian packages, our own process (not the Debian service), one base URL
 # for the API on http://127.0.0.1:$BOXOFFICE_FRONTDOOR_PORT that routes by path to the functions:
 # /events, /venues -> get_event; /customers -> get_customer; /bookings -> create_booking;
-# /checkins, /events/{id}/checkins/..., /.well-known/ticket-keys -> check_in.
+# /checkins, /events/{id}/checkins/..., /.well-known/ticket-keys -> check_in; everything else is the
+# storefront (the buyer's web page: storefront/public, served as it is; docs/adr/0016-storefront.md),
+# signing in with the local Keycloak's `boxoffice-storefront` client.
 # Config rendered from stack/frontdoor/nginx.conf.tmpl into $BX_STATE/frontdoor/nginx.conf (checked
 # with `nginx -t`); access and error log: $BX_STATE/logs/frontdoor.log; the catalogue cache, temp
 # files and pid live in $BX_STATE/frontdoor (`stack/boxo down --purge` deletes them). Each function
@@ -12,6 +14,7 @@
 BX_NGINX_BIN="${BOXOFFICE_NGINX_BIN:-/usr/sbin/nginx}"
 BX_FD_DIR="$BX_STATE/frontdoor"
 BX_FD_CONFIG="$BX_FD_DIR/nginx.conf"
+BX_FD_STOREFRONT_CLIENT=boxoffice-storefront # stack/keycloak/realm-boxoffice.json
 # Started as root, nginx would run its workers as `nobody`, who may not reach the cache and temp
 # files in $BX_STATE (a clone under /root is private): then the workers run as the same user.
 BX_FD_GLOBALS=()
@@ -39,6 +42,9 @@ _fd_render() {
     -e 's|@CREATE_BOOKING_HOST@|$http_host|g' -e 's|@CHECK_IN_HOST@|$http_host|g' \
     -e "s|@CHECK_IN_ADDR@|$BX_HOST:$(fn_port check_in)|g" \
     -e "s|@PROBLEM_BASE@|$BOXOFFICE_PROBLEM_BASE_URI|g" \
+    -e "s|@STOREFRONT_ROOT@|$BX_ROOT/storefront/public|g" -e "s|@STOREFRONT_URL@|$(frontdoor_url)|g" \
+    -e "s|@STOREFRONT_CLIENT_ID@|$BX_FD_STOREFRONT_CLIENT|g" \
+    -e "s|@OIDC_ISSUER@|$(bx_kc_url)/realms/$BX_KC_REALM|g" -e "s|@OIDC_ORIGIN@|$(bx_kc_url)|g" \
     "$BX_ROOT/stack/frontdoor/nginx.conf.tmpl" >"$out"
   "$BX_NGINX_BIN" -t -q -p "$BX_FD_DIR" -e "$(bx_log_file frontdoor)" -c "$out" "${BX_FD_GLOBALS[@]}" 2>/dev/null || {
     "$BX_NGINX_BIN" -t -p "$BX_FD_DIR" -e "$(bx_log_file frontdoor)" -c "$out" "${BX_FD_GLOBALS[@]}" >&2 || true
@@ -71,10 +77,11 @@ frontdoor_after_start() {
 frontdoor_stop() { bx_stop_pid frontdoor 10; }
 
 frontdoor_status_line() {
-  echo "$(frontdoor_url) /events,/venues->get_event /customers->get_customer /bookings->create_booking /checkins->check_in log=$(bx_log_file frontdoor)"
+  echo "$(frontdoor_url) storefront=$(frontdoor_url)/ /events,/venues->get_event /customers->get_customer /bookings->create_booking /checkins->check_in log=$(bx_log_file frontdoor)"
 }
 
 frontdoor_env() {
   echo "export BOXOFFICE_FRONTDOOR_URL=$(frontdoor_url)"
   echo "export BOXOFFICE_API_URL=$(frontdoor_url)"
+  echo "export BOXOFFICE_STOREFRONT_URL=$(frontdoor_url)"
 }

@@ -8,7 +8,9 @@
 #   - DEV ONLY: master-realm admin is admin/admin (KC_BOOTSTRAP_ADMIN_*), plain HTTP, H2 database.
 # The realm file is imported when the database has no `boxoffice` realm; when the file changes, the next
 # `up` wipes the dev database and re-imports (so edits to the JSON always take effect; manual changes
-# made in the admin console are lost then).
+# made in the admin console are lost then). Keycloak resolves `${NAME:default}` placeholders in it from
+# the environment at import: BOXOFFICE_STOREFRONT_URL, the front door's URL (the storefront client's exact
+# redirect URIs and web origin), is set from the stack's port; a change of it re-imports too.
 : "${BOXOFFICE_KEYCLOAK_VERSION:=26.7.3}"
 : "${BOXOFFICE_KEYCLOAK_HEAP:=512m}"
 BX_KC_REALM=boxoffice
@@ -16,7 +18,11 @@ BX_KC_REALM=boxoffice
 bx_kc_home() { echo "$BX_STATE/keycloak/keycloak-$BOXOFFICE_KEYCLOAK_VERSION"; }
 bx_kc_url() { echo "http://$BX_HOST:$BOXOFFICE_KEYCLOAK_PORT"; }
 bx_kc_realm_file() { echo "$BX_ROOT/stack/keycloak/realm-boxoffice.json"; }
-bx_kc_realm_sha() { sha256sum "$(bx_kc_realm_file)" | cut -c1-64; }
+# The storefront's URL (the front door, stack/services/frontdoor.sh), as the realm import sees it.
+bx_kc_storefront_url() { frontdoor_url; }
+bx_kc_realm_sha() {
+  { cat "$(bx_kc_realm_file)"; echo "BOXOFFICE_STOREFRONT_URL=$(bx_kc_storefront_url)"; } | sha256sum | cut -c1-64
+}
 # JDK: the first 21+ (Temurin 25 here; Keycloak 26.7 also runs on 17, checked, and falls back to it);
 # BOXOFFICE_KEYCLOAK_JAVA_HOME picks another one. (bx_java_home prints "" when the java on PATH
 # qualifies: kc.sh then uses that one.)
@@ -74,6 +80,7 @@ keycloak_start() {
   JAVA_HOME=$jh \
     JAVA_OPTS_KC_HEAP="-Xms64m -Xmx$BOXOFFICE_KEYCLOAK_HEAP" \
     KC_BOOTSTRAP_ADMIN_USERNAME=admin KC_BOOTSTRAP_ADMIN_PASSWORD=admin \
+    BOXOFFICE_STOREFRONT_URL="$(bx_kc_storefront_url)" \
     bx_start_bg keycloak "$home/bin/kc.sh" start-dev --import-realm \
     --http-host="$BX_HOST" --http-port="$BOXOFFICE_KEYCLOAK_PORT" \
     --hostname="$(bx_kc_url)" \

@@ -268,6 +268,7 @@ def compose_frontdoor(model: dict[str, Any]) -> Iterator[str]:
         "FRONTDOOR_TEMPLATE": str(mounts["/etc/boxoffice/nginx.conf.tmpl"]),
         "FRONTDOOR_DIR": str(directory),
         "FRONTDOOR_LISTEN": f"127.0.0.1:{port}",
+        "STOREFRONT_ROOT": str(mounts["/usr/share/boxoffice/storefront"]),
     }
     entrypoint = mounts["/etc/boxoffice/frontdoor-entrypoint.sh"]
     process = subprocess.Popen(
@@ -316,6 +317,25 @@ def test_compose_frontdoor_routes(compose_frontdoor: str, path: str, status: int
     if status >= 400:
         assert response.headers["Content-Type"].startswith("application/problem+json")
         assert response.json()["status"] == status
+
+
+def test_compose_frontdoor_serves_the_storefront_signing_in_with_the_compose_keycloak(
+    model: dict[str, Any], compose_frontdoor: str
+) -> None:
+    mounts = {v["target"]: Path(v["source"]) for v in model["services"]["frontdoor"]["volumes"]}
+    assert mounts["/usr/share/boxoffice/storefront"] == ROOT / "storefront" / "public"
+    page = requests.get(f"{compose_frontdoor}/", timeout=10)
+    assert page.status_code == 200
+    assert page.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert '<script type="module" src="/assets/app.js">' in page.text
+    config = requests.get(f"{compose_frontdoor}/config.json", timeout=10).json()
+    keycloak = model["services"]["keycloak"]["environment"]
+    frontdoor = model["services"]["frontdoor"]["environment"]
+    assert config["issuer"] == f"{keycloak['KC_HOSTNAME']}/realms/boxoffice"
+    assert config["url"] == frontdoor["STOREFRONT_URL"] == keycloak["BOXOFFICE_STOREFRONT_URL"]
+    assert config["clientId"] == "boxoffice-storefront"
+    csp = page.headers["Content-Security-Policy"]
+    assert f"connect-src 'self' {keycloak['KC_HOSTNAME']};" in csp
 
 
 def test_compose_frontdoor_caches_the_catalogue(compose_frontdoor: str) -> None:

@@ -224,7 +224,8 @@ def test_authenticated_booking_through_the_front_door(
 
 
 def test_unknown_paths_are_the_front_doors_problem(api: str) -> None:
-    for path in ("/", "/nowhere", "/eventsx", "/metrics", "/_/health"):
+    # (`/` is the storefront's page: tests/browser; its unknown paths are problems too.)
+    for path in ("/nowhere", "/eventsx", "/metrics", "/_/health", "/event/not-an-id", "/assets/"):
         response = requests.get(f"{api}{path}", timeout=5)
         assert response.status_code == 404, path
         assert response.headers["Content-Type"] == PROBLEM_JSON
@@ -715,6 +716,11 @@ def _started_frontdoor(directory: Path, upstreams: dict[str, str]) -> Iterator[s
         "@CHECK_IN_HOST@": "$http_host",
         "@CHECK_IN_ADDR@": upstreams.get("check_in", upstreams["get_event"]),
         "@PROBLEM_BASE@": "https://boxoffice.example/problems/",
+        "@STOREFRONT_ROOT@": str(ROOT / "storefront" / "public"),
+        "@STOREFRONT_URL@": f"http://127.0.0.1:{port}",
+        "@STOREFRONT_CLIENT_ID@": "boxoffice-storefront",
+        "@OIDC_ISSUER@": "http://127.0.0.1:9/realms/boxoffice",
+        "@OIDC_ORIGIN@": "http://127.0.0.1:9",
     }.items():
         config = config.replace(placeholder, value)
     directives = "\n".join(
@@ -861,7 +867,15 @@ def test_the_template_forwards_host_and_client_headers(echo_frontdoor: str) -> N
 
 @pytest.mark.parametrize(
     "path",
-    ["/eventsx", "/customer", "/booking/b1", "/", "/healthz", "/checkinsx", "/.well-known/x"],
+    [
+        "/eventsx",
+        "/customer",
+        "/booking/b1",
+        "/account",
+        "/healthz",
+        "/checkinsx",
+        "/.well-known/x",
+    ],
 )
 def test_the_template_matches_whole_path_segments(echo_frontdoor: str, path: str) -> None:
     response = requests.get(f"{echo_frontdoor}{path}", timeout=10)

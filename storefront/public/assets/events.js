@@ -1,0 +1,240 @@
+// What's on (the upcoming events) and an event's page with its booking form.
+import { api } from "./api.js";
+import { claims, signedIn, signIn, whenReady } from "./auth.js";
+import { book } from "./booking.js";
+import { admissionFor, lineOf, myPlace } from "./line.js";
+import { eventPath, linePath, navigate, takeFlash } from "./router.js";
+import { announce, badge, fill, h, money, pageHeading, problemBox, times, when } from "./ui.js";
+
+const MAX_PER_ORDER = 10; // BOXOFFICE_MAX_TICKETS_PER_ORDER's default; the API has the last word
+
+export function availability(event) {
+  const { total, remaining } = event.capacity;
+  if (event.status === "CANCELLED") return badge("cancelled", "Cancelled");
+  if (event.status === "SOLD_OUT" || remaining === 0) return badge("sold-out", "Sold out");
+  if (remaining <= Math.max(5, total / 10)) return badge("few", `Only ${remaining} left`);
+  return h("span", { class: "remaining" }, `${remaining.toLocaleString()} of ${total.toLocaleString()} left`);
+}
+
+function card(event) {
+  return h(
+    "li",
+    { class: "card" },
+    h("h2", {}, h("a", { href: eventPath(event.id) }, event.name)),
+    h("p", { class: "when" }, when(event.startsAt)),
+    h("p", { class: "where" }, `${event.venue.name}, ${event.venue.city}`),
+    h("p", { class: "price-line" }, h("span", { class: "price" }, money(event.price)), " ", availability(event)),
+  );
+}
+
+export function eventsPage(main) {
+  const list = h("ul", { class: "cards", "aria-busy": "true" });
+  const status = h("p", { class: "muted" }, "Loading events…");
+  const more = h("button", { type: "button", class: "secondary", hidden: true }, "Show more events");
+  fill(main, pageHeading("What's on"), status, list, more);
+
+  let cursor = null;
+  const load = async () => {
+    more.disabled = true;
+    try {
+      const query = new URLSearchParams({ limit: "12" });
+      if (cursor) query.set("cursor", cursor);
+      const { body } = await api(`/events?${query}`);
+      list.append(...body.items.map(card));
+      cursor = body.nextCursor;
+      status.remove();
+      if (!list.children.length) list.replaceWith(h("p", {}, "No upcoming events yet."));
+      more.hidden = !cursor;
+    } catch (problem) {
+      fill(status, problemBox(problem));
+    } finally {
+      list.setAttribute("aria-busy", "false");
+      more.disabled = false;
+    }
+  };
+  more.addEventListener("click", load);
+  load();
+}
+
+export async function eventPage(main, { id }) {
+  fill(main, h("p", { class: "muted" }, "Loading the event…"));
+  let event;
+  let line;
+  try {
+    [event, line] = await Promise.all([api(`/events/${encodeURIComponent(id)}`).then((r) => r.body), lineOf(id)]);
+  } catch (problem) {
+    fill(main, pageHeading(problem.status === 404 ? "Event not found" : "Event"), problemBox(problem));
+    return;
+  }
+  const flash = takeFlash();
+  const facts = h(
+    "dl",
+    { class: "facts" },
+    h("dt", {}, "When"),
+    h("dd", {}, when(event.startsAt)),
+    h("dt", {}, "Where"),
+    h("dd", {}, `${event.venue.name}, ${event.venue.city}`),
+    h("dt", {}, "Price"),
+    h("dd", {}, `${money(event.price)} per ticket`),
+    h("dt", {}, "Tickets"),
+    h("dd", { id: "availability" }, availability(event)),
+  );
+  const action = h("div", { id: "event-action" });
+  fill(
+    main,
+    h("p", { class: "back" }, h("a", { href: "/" }, "← All events")),
+    pageHeading(event.name),
+    flash ? h("p", { class: "flash", role: "status" }, flash) : null,
+    event.description ? h("p", { class: "lead" }, event.description) : null,
+    facts,
+    action,
+  );
+  if (!line) {
+    fill(action, bookingForm(event, null));
+    return;
+  }
+  // Queue mode: only buyers the waiting room admitted may book.
+  if (line.state === "sold-out" || line.state === "closed") {
+    fill(action, h("p", { class: "notice" }, line.state === "sold-out" ? "This event is sold out." : "The sale is closed."));
+    return;
+  }
+  await whenReady();
+  let admission = signedIn() ? admissionFor(event.id) : null;
+  if (signedIn() && !admission) {
+    try {
+      const place = await myPlace(event.id);
+      admission = place && place.state === "admitted" ? place.admission : null;
+    } catch {
+      admission = null;
+    }
+  }
+  if (admission) {
+    const until = new Date(admission.expiresAt).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    fill(action, h("p", { class: "flash" }, `It is your turn: book before ${until}.`), bookingForm(event, admission));
+    return;
+  }
+  const join = h("button", { type: "button", class: "primary" }, signedIn() ? "Join the line" : "Sign in to join the line");
+  join.addEventListener("click", () => (signedIn() ? navigate(linePath(event.id)) : signIn(linePath(event.id))));
+  fill(
+    action,
+    h("h2", {}, "Waiting room"),
+    h(
+      "p",
+      {},
+      line.state === "scheduled"
+        ? `Tickets go on sale at ${new Date(line.opensAt).toLocaleString()}. Join the line now: everyone who joins before then gets a place drawn at random.`
+        : "Demand is high: buyers are let in from a line, in order. Join it to get your place.",
+    ),
+    join,
+  );
+}
+
+function bookingForm(event, admission) {
+  const remaining = event.capacity.remaining;
+  if (event.status !== "ON_SALE" || remaining === 0) {
+    return h("p", { class: "notice" }, event.status === "CANCELLED" ? "This event is cancelled." : "This event is sold out.");
+  }
+  const max = Math.min(MAX_PER_ORDER, remaining);
+  const count = h(
+    "select",
+    { id: "ticket-count", name: "ticketCount" },
+    Array.from({ length: max }, (_, i) => h("option", { value: String(i + 1) }, String(i + 1))),
+  );
+  const total = h("output", { id: "total", for: "ticket-count", "aria-live": "polite" });
+  const submit = h("button", { type: "submit", class: "primary" });
+  const outcome = h("div", { id: "booking-outcome" });
+  const form = h(
+    "form",
+    { class: "booking-form", "aria-labelledby": "book-heading" },
+    h("h2", { id: "book-heading" }, "Book tickets"),
+    h("p", { class: "field" }, h("label", { for: "ticket-count" }, "Number of tickets"), count),
+    h("p", {}, "Total: ", total),
+    submit,
+    outcome,
+  );
+  const tickets = () => Number(count.value);
+  const label = () => {
+    total.value = money(times(event.price, tickets()));
+    submit.textContent = signedIn() ? `Book ${tickets()} ticket${tickets() > 1 ? "s" : ""}` : "Sign in to book";
+  };
+  count.addEventListener("change", () => {
+    fill(outcome);
+    label();
+  });
+  whenReady().then(label);
+  label();
+
+  let busy = false;
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    if (busy) return; // a second click while the first is on its way: the same attempt anyway
+    await whenReady();
+    if (!signedIn()) {
+      signIn(eventPath(event.id));
+      return;
+    }
+    busy = true;
+    submit.disabled = true;
+    form.setAttribute("aria-busy", "true");
+    submit.textContent = "Booking…";
+    fill(outcome);
+    try {
+      const { booking, replayed } = await book({
+        subject: claims().sub,
+        eventId: event.id,
+        ticketCount: tickets(),
+        admissionToken: admission ? admission.token : null,
+      });
+      const n = booking.quantity;
+      navigate("/account/bookings", {
+        flash: `${replayed ? "Already booked" : "Booked"}: ${n} ticket${n > 1 ? "s" : ""} for ${event.name}.`,
+      });
+      return;
+    } catch (problem) {
+      if (problem.status === 401) {
+        signIn(eventPath(event.id));
+        return;
+      }
+      if (problem.slug === "registration-required") {
+        navigate(`/account/profile?next=${encodeURIComponent(eventPath(event.id))}`, {
+          flash: "Before your first booking, please tell us who you are.",
+        });
+        return;
+      }
+      const retryAfter = problem.retryable ? problem.retryAfter ?? 0 : 0;
+      const note = h("p", { class: "retry" });
+      const join =
+        problem.slug === "admission-required" || problem.slug === "admission-expired"
+          ? h("p", {}, h("a", { href: linePath(event.id) }, "Go to the waiting room"))
+          : null;
+      fill(outcome, problemBox(problem), retryAfter ? note : null, join);
+      if (problem.slug === "sold-out") fill(document.getElementById("availability"), badge("sold-out", "Sold out"));
+      if (retryAfter) await countdown(note, retryAfter);
+    } finally {
+      busy = false;
+      submit.disabled = false;
+      form.setAttribute("aria-busy", "false");
+      label();
+    }
+  });
+  return form;
+}
+
+/** "You can try again in N s", counting down; resolves at 0 (the form is then enabled again). */
+function countdown(note, seconds) {
+  return new Promise((resolve) => {
+    let left = seconds;
+    const tick = () => {
+      if (left <= 0) {
+        note.textContent = "You can try again now.";
+        announce("You can try again now.");
+        resolve();
+        return;
+      }
+      note.textContent = `You can try again in ${left} s.`;
+      left -= 1;
+      setTimeout(tick, 1000);
+    };
+    tick();
+  });
+}
