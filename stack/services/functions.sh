@@ -31,6 +31,9 @@ fn_start() {
   (
     eval "$(bx_env)"
     export PORT=$port THREADS=$BOXOFFICE_FUNCTION_THREADS WORKERS=$BOXOFFICE_FUNCTION_WORKERS
+    # Ticket PDFs are rendered by the stack's own document worker process (documents.sh).
+    [[ $fn != consume_order ]] ||
+      export BOXOFFICE_TICKET_DOCUMENT_WORKER=${BOXOFFICE_TICKET_DOCUMENT_WORKER:-off}
     cd "$BX_ROOT/functions/$fn"
     bx_start_bg "$fn" "$BX_ROOT/.venv/bin/python" -m boxoffice.web.server --source main.py \
       --host "$BX_HOST" --port "$port"

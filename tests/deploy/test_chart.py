@@ -17,7 +17,14 @@ from boxoffice.config import ENV_VARS
 from boxoffice.web.app import LIVENESS_PATHS, READINESS_PATHS
 from deploy.conftest import CHART, ROOT, VALUES_FILES, Tools, docs
 
-FUNCTIONS = ("get_event", "get_customer", "create_booking", "consume_order", "check_in", "housekeeping")
+FUNCTIONS = (
+    "get_event",
+    "get_customer",
+    "create_booking",
+    "consume_order",
+    "check_in",
+    "housekeeping",
+)
 IDS = [p.name if p else "default" for p in VALUES_FILES]
 Render = Callable[[Path | None], str]
 

@@ -38,6 +38,7 @@ HOSTS = {
     "get_event": "get-event.boxoffice.svc.cluster.local",
     "get_customer": "get-customer.boxoffice.svc.cluster.local",
     "create_booking": "create-booking.boxoffice.svc.cluster.local",
+    "check_in": "check-in.boxoffice.svc.cluster.local",
 }
 Render = Callable[[Path | None], str]
 
