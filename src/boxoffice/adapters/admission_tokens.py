@@ -125,8 +125,9 @@ class AdmissionVerifier:
                 algorithms=[ALGORITHM],
                 audience=AUDIENCE,
                 issuer=ISSUER,
-                # The window's end is PostgreSQL's to judge (one clock): admission-expired.
-                options={"require": list(_REQUIRED), "verify_exp": False},
+                # The window's end is PostgreSQL's to judge (one clock: admission-expired), and
+                # `iat` is informational (a pod's clock a second ahead must not refuse it).
+                options={"require": list(_REQUIRED), "verify_exp": False, "verify_iat": False},
             )
             return AdmissionClaims(
                 admission_id=uuid.UUID(str(data["jti"])),
