@@ -265,9 +265,19 @@ step_keycloak() {
 }
 
 step_secrets() {
-  step "ticket signing key"
+  step "ticket signing key, admission key pair"
   secret_once "$APP_NS" boxoffice-ticket-signing \
     --from-literal=key="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  # The waiting room's Ed25519 pair (ADR 14): the 32-byte seed and public key, base64url, cut
+  # from OpenSSL's DER encodings (the raw key is their last 32 bytes).
+  local der seed pub
+  der=$(mktemp)
+  openssl genpkey -algorithm ed25519 -outform DER -out "$der"
+  seed=$(tail -c 32 "$der" | base64 | tr '+/' '-_' | tr -d '=\n')
+  pub=$(openssl pkey -inform DER -in "$der" -pubout -outform DER | tail -c 32 | base64 | tr '+/' '-_' | tr -d '=\n')
+  rm -f "$der"
+  secret_once "$APP_NS" boxoffice-admission-keys \
+    --from-literal=signing-key="$seed" --from-literal=verify-keys="$pub"
 }
 
 for s in "${STEPS[@]}"; do

@@ -65,6 +65,12 @@ def customer_client() -> FlaskClient:
 
 
 @pytest.fixture(scope="session")
+def room_client() -> FlaskClient:
+    """The waiting_room function, as functions-framework serves it."""
+    return _function_client("waiting_room")
+
+
+@pytest.fixture(scope="session")
 def auth(access_token: Callable[[str], str]) -> Callable[[str], dict[str, str]]:
     """`auth("alice")` -> an Authorization header with a real Keycloak access token."""
     return lambda user: {"Authorization": f"Bearer {access_token(user)}"}

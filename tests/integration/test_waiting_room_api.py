@@ -41,19 +41,10 @@ Problem = Callable[..., dict[str, Any]]
 DB = psycopg.Connection[Any]
 
 
-def _client(name: str) -> FlaskClient:
-    source = ROOT / "functions" / name / "main.py"
-    return functions_framework.create_app(target="handler", source=str(source)).test_client()
-
-
-@pytest.fixture(scope="module")
-def room_client() -> FlaskClient:
-    return _client("waiting_room")
-
-
 @pytest.fixture(scope="module")
 def booking_client() -> FlaskClient:
-    return _client("create_booking")
+    source = ROOT / "functions" / "create_booking" / "main.py"
+    return functions_framework.create_app(target="handler", source=str(source)).test_client()
 
 
 @pytest.fixture
