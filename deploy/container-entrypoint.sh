@@ -11,7 +11,7 @@
 # Explicit WORKERS / THREADS in the environment win.
 set -eu
 
-: "${FUNCTION:?FUNCTION is not set (get_event|get_customer|create_booking|consume_order|housekeeping)}"
+: "${FUNCTION:?FUNCTION is not set (get_event|get_customer|create_booking|consume_order|housekeeping|check_in)}"
 APP_DIR="${BOXOFFICE_APP_DIR:-/app}"
 CPU_MAX_FILE="${BOXOFFICE_CGROUP_CPU_MAX:-/sys/fs/cgroup/cpu.max}"
 CFS_DIR="${BOXOFFICE_CGROUP_V1_CPU_DIR:-/sys/fs/cgroup/cpu}"

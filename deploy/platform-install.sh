@@ -13,13 +13,15 @@
 #
 # Steps (order matters: each step may only use kinds installed by itself or an earlier step):
 #   namespaces       boxoffice, kafka, keycloak, monitoring, cnpg-system
+#   gateway-api      Gateway API v1.4.1 standard CRDs (the chart's optional HTTPRoute; the Gateway
+#                    implementation itself is the cluster owner's choice: Envoy Gateway, Istio, ...)
 #   monitoring       kube-prometheus-stack 79.5.0 (Prometheus operator CRDs: PodMonitor, PrometheusRule, ...)
 #   knative-serving  Knative Serving knative-v1.20.3 + Kourier knative-v1.20.1 (NodePort 31080/31443)
 #   knative-eventing Knative Eventing knative-v1.20.3 + eventing-kafka-broker knative-v1.20.3
 #   kafka            Strimzi 0.49.1 (API kafka.strimzi.io/v1) + Kafka 4.1.1 (KRaft) + topics
 #   postgres         CloudNativePG chart 0.26.1 (operator 1.27.1) + Cluster boxoffice-db + its PodMonitor
 #   keycloak         codecentric keycloakx chart 7.1.11 (quay.io/keycloak/keycloak 26.7.3), realm from a ConfigMap
-#   secrets          the ticket signing key Secret
+#   secrets          the ticket signing key Secret (Ed25519) and the ConfigMap of ticket public keys
 # monitoring comes before postgres: the CloudNativePG chart (monitoring.podMonitorEnabled) and
 # cnpg-cluster.yaml create PodMonitors, whose CRD kube-prometheus-stack brings (cloudnative-pg/charts#108).
 # Then: build/load the images (kind-config.yaml) and `helm upgrade --install boxoffice helm/boxoffice`
@@ -37,7 +39,8 @@ STRIMZI_VERSION="0.49.1"
 CNPG_CHART_VERSION="0.26.1"
 KEYCLOAKX_CHART_VERSION="7.1.11"
 KPS_CHART_VERSION="79.5.0"
-ALL_STEPS=(namespaces monitoring knative-serving knative-eventing kafka postgres keycloak secrets)
+GATEWAY_API_VERSION="v1.4.1"                # the version deploy/tools.sh validates HTTPRoutes with
+ALL_STEPS=(namespaces gateway-api monitoring knative-serving knative-eventing kafka postgres keycloak secrets)
 
 KUBECTL="${KUBECTL:-kubectl}"
 HELM="${HELM:-helm}"
@@ -77,6 +80,12 @@ crds_of() {
     chart:cloudnative-pg) echo "cnpg-crds.yaml" ;;
     chart:kube-prometheus-stack) echo "promop-*.yaml" ;;
     chart:keycloakx) echo "" ;;
+    standard-install.yaml) # the Go module's copy (deploy/tools.sh), not in ../shared/crds
+      [[ -d "${BOXOFFICE_GATEWAY_API_CRDS:-}" ]] || {
+        echo "rehearse: set BOXOFFICE_GATEWAY_API_CRDS to the Gateway API CRDs (deploy/tools.sh: GATEWAY_API_CRD_DIR)" >&2
+        return 1
+      }
+      echo "$BOXOFFICE_GATEWAY_API_CRDS/*.yaml" ;;
     *) return 1 ;;
   esac
 }
@@ -84,11 +93,13 @@ crds_of() {
 # Install CRD files for real (server-side: the Prometheus operator's are too large for the
 # last-applied annotation) and wait until the API serves them.
 install_crds() {
-  local glob="$1" files
+  local glob="$1" path files
+  path="$glob"
+  [[ "$path" == /* ]] || path="$REHEARSE/$glob"
   # shellcheck disable=SC2206  # the glob is ours (crds_of)
-  files=("$REHEARSE"/$glob)
-  [[ -e "${files[0]}" ]] || { echo "rehearse: no CRD files $REHEARSE/$glob" >&2; exit 1; }
-  note "crds $glob (${#files[@]} files)"
+  files=($path)
+  [[ -e "${files[0]}" ]] || { echo "rehearse: no CRD files $path" >&2; exit 1; }
+  note "crds ${glob#"${BOXOFFICE_GATEWAY_API_CRDS:-/nowhere}/"} (${#files[@]} files)"
   local args=()
   for f in "${files[@]}"; do args+=(-f "$f"); done
   "$KUBECTL" apply --server-side --force-conflicts "${args[@]}" >/dev/null
@@ -191,6 +202,11 @@ step_namespaces() {
   done
 }
 
+step_gateway_api() {
+  step "Gateway API $GATEWAY_API_VERSION (standard CRDs)"
+  apply_upstream "$GH/kubernetes-sigs/gateway-api/releases/download/$GATEWAY_API_VERSION/standard-install.yaml"
+}
+
 step_monitoring() {
   step "kube-prometheus-stack $KPS_CHART_VERSION (first: later steps create PodMonitors)"
   helm_install kps "https://prometheus-community.github.io/helm-charts|kube-prometheus-stack" \
@@ -265,9 +281,7 @@ step_keycloak() {
 }
 
 step_secrets() {
-  step "ticket signing key, admission key pair"
-  secret_once "$APP_NS" boxoffice-ticket-signing \
-    --from-literal=key="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  step "ticket signing key (Ed25519) and ticket public keys; admission key pair"
   # The waiting room's Ed25519 pair (ADR 14): the 32-byte seed and public key, base64url, cut
   # from OpenSSL's DER encodings (the raw key is their last 32 bytes).
   local der seed pub
@@ -278,6 +292,26 @@ step_secrets() {
   rm -f "$der"
   secret_once "$APP_NS" boxoffice-admission-keys \
     --from-literal=signing-key="$seed" --from-literal=verify-keys="$pub"
+  # A new key pair the first time (or when an install from before signed tickets left an HMAC key
+  # and no public keys): the private key (PKCS#8 PEM) in the Secret consume_order reads, its raw
+  # public key (base64url) in the ConfigMap check_in reads and publishes. Rotation: README.
+  if [[ -n "$REHEARSE" ]]; then
+    note "dry-run create secret $APP_NS/boxoffice-ticket-signing, configmap $APP_NS/boxoffice-ticket-keys"
+    "$KUBECTL" -n "$APP_NS" create secret generic boxoffice-ticket-signing \
+      --from-literal=key=rehearsal --dry-run=server >/dev/null
+    "$KUBECTL" -n "$APP_NS" create configmap boxoffice-ticket-keys \
+      --from-literal=public-keys=rehearsal --dry-run=server >/dev/null
+    return
+  fi
+  if ! "$KUBECTL" -n "$APP_NS" get configmap boxoffice-ticket-keys >/dev/null 2>&1; then
+    local pem public
+    pem=$(openssl genpkey -algorithm ed25519)
+    public=$(printf '%s\n' "$pem" | openssl pkey -pubout -outform DER | tail -c 32 |
+      base64 | tr '+/' '-_' | tr -d '=\n')
+    "$KUBECTL" -n "$APP_NS" create secret generic boxoffice-ticket-signing \
+      --from-literal=key="$pem" --dry-run=client -o yaml | "$KUBECTL" apply -f -
+    "$KUBECTL" -n "$APP_NS" create configmap boxoffice-ticket-keys --from-literal=public-keys="$public"
+  fi
 }
 
 for s in "${STEPS[@]}"; do

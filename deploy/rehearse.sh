@@ -117,7 +117,7 @@ rehearse() {
   kc="$(up "$REHEARSAL_DIR")"
   export "${kc?}" KUBECTL HELM
   cd "$ROOT"
-  deploy/platform-install.sh --rehearse "$crds"
+  BOXOFFICE_GATEWAY_API_CRDS="$GATEWAY_API_CRD_DIR" deploy/platform-install.sh --rehearse "$crds"
   echo
   echo "== the chart, rendered with examples/values-kind.yaml, and k8s/: kubectl apply --dry-run=server"
   "$HELM" template boxoffice helm/boxoffice -n boxoffice -f helm/boxoffice/examples/values-kind.yaml \

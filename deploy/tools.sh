@@ -171,4 +171,5 @@ HADOLINT=$kv_venv/bin/hadolint
 K8S_SCHEMA_VERSION=$K8S_SCHEMA_VERSION
 K8S_SCHEMA_DIR=$schema_dir
 GATEWAY_API_SCHEMA_DIR=$gw_dir
+GATEWAY_API_CRD_DIR=$TOOLS/gopath/pkg/mod/sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION/config/crd/standard
 OUT

@@ -24,6 +24,7 @@ DEMO_USERS = {
     "bob": ("bob-dev-password", "b0b00000-0000-4000-8000-000000000002"),
     "carol": ("carol-dev-password", "ca201000-0000-4000-8000-000000000003"),
     "olivia": ("olivia-dev-password", "011f1a00-0000-4000-8000-000000000004"),
+    "sam": ("sam-dev-password", "5ca00000-0000-4000-8000-000000000005"),
 }
 
 

@@ -3,7 +3,8 @@
 Knative's KafkaSource (locally: the contract dispatcher) POSTs each record to this function's
 URL as a binary-mode CloudEvent (structured mode is accepted too). 200 only after the commit;
 400/413/422 problem+json for events that can never succeed (dead-lettered, not retried);
-503 for transient trouble (retried). Also serves /healthz, /readyz and /metrics.
+503 for transient trouble (retried). Ticket documents (PDF) are rendered and stored by a
+background worker woken after the commit. Also serves /healthz, /readyz and /metrics.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ MAX_EVENT_BYTES = 64 * 1024
 
 def _ready() -> None:
     c = container()
-    c.ticket_signing_key  # noqa: B018 - raises ConfigurationError (503) when missing
+    c.ticket_signer  # noqa: B018 - raises ConfigurationError (503) when missing
     c.database.ping()
 
 
@@ -40,23 +41,19 @@ app = FunctionApp(
 def consume(ctx: RequestContext, path: str = "") -> Response:
     started = time.perf_counter()
     c = container()
-    key = c.ticket_signing_key
-    c.document_sweeper.ensure_started()
+    signer = c.ticket_signer
     if (ctx.request.content_length or 0) > MAX_EVENT_BYTES:
         raise errors.PayloadTooLarge(f"a booking event is at most {MAX_EVENT_BYTES} bytes")
     event = orders.decode_delivery(dict(ctx.request.headers.items()), ctx.request.get_data())
-    result = orders.handle_booking_event(c.orders, key, event)
+    result = orders.handle_booking_event(c.orders, signer, event)
     orders.record_metrics(result, event, started)
-    stored = None
-    if result.order_id is not None:  # after the commit; a failure leaves it for a retry
-        stored = orders.store_document(
-            c.order_uow, c.document_store, result.order_id, due_only=False
-        )
+    # After the commit: the worker renders and stores the PDF off this request's path (and
+    # retries any document still pending, e.g. after an S3 outage).
+    c.document_notifier.kick()
     body = {
         "outcome": result.outcome.value,
         "orderId": str(result.order_id) if result.order_id else None,
         "redelivery": result.redelivery,
-        "documentStored": stored,
     }
     return json_response(body, 200, {"Cache-Control": "no-store"})
 

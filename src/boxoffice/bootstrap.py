@@ -19,21 +19,23 @@ from boxoffice.adapters.postgres import Database, PostgresUnitOfWork
 from boxoffice.adapters.resilience import Breaker, FailurePredicate
 from boxoffice.config import Settings
 from boxoffice.domain.identity import Principal
-from boxoffice.services.ports import OutboxNotifier
+from boxoffice.services.ports import NoopOutboxNotifier, OutboxNotifier
 from boxoffice.web.app import FunctionApp
 from boxoffice.web.auth import bearer_token
 
-if TYPE_CHECKING:  # imported on first use below (kafka-python and boto3 are slow to import)
+if TYPE_CHECKING:  # imported on first use below (kafka-python, boto3, fpdf2 are slow to import)
     from boxoffice.adapters.admission_tokens import AdmissionSigner, AdmissionVerifier
     from boxoffice.adapters.housekeeping import PostgresHousekeeping
     from boxoffice.adapters.kafka import KafkaEventPublisher
     from boxoffice.adapters.postgres_bookings import PostgresBookingStore
+    from boxoffice.adapters.postgres_checkins import CheckInUnitOfWorks
     from boxoffice.adapters.postgres_orders import OrderUnitOfWorks, PostgresOrderStore
     from boxoffice.adapters.postgres_waiting_room import PostgresWaitingRoom
     from boxoffice.adapters.s3 import S3DocumentStore
+    from boxoffice.domain.tickets import TicketKeys, TicketSigner
     from boxoffice.services.bookings import BookingPolicy
     from boxoffice.services.housekeeping import Policy as HousekeepingPolicy
-    from boxoffice.services.orders import DocumentSweeper
+    from boxoffice.services.orders import DocumentWorker
     from boxoffice.services.relay import BackgroundRelay, OutboxRelay
     from boxoffice.services.waiting_room import AdmissionPolicy, LineCache
 
@@ -172,11 +174,27 @@ class Container:
         return OrderUnitOfWorks(self.database)
 
     @functools.cached_property
-    def ticket_signing_key(self) -> bytes:
-        """The HMAC key of ticket codes; ConfigurationError (503) when unset or too short."""
-        from boxoffice.domain.orders import signing_key  # noqa: PLC0415 - lazy
+    def ticket_signer(self) -> TicketSigner:
+        """The Ed25519 key that signs new ticket codes (consume_order); ConfigurationError (503)
+        when unset or not an Ed25519 private key."""
+        from boxoffice.domain.tickets import load_signer  # noqa: PLC0415 - lazy
 
-        return signing_key(self.settings.ticket_signing_key)
+        return load_signer(self.settings.ticket_signing_key)
+
+    @functools.cached_property
+    def ticket_keys(self) -> TicketKeys:
+        """The public keys whose ticket codes are accepted (check_in); ConfigurationError (503)
+        when none is configured."""
+        from boxoffice.domain.tickets import load_public_keys  # noqa: PLC0415 - lazy
+
+        return load_public_keys(self.settings.ticket_public_keys)
+
+    @functools.cached_property
+    def checkin_uow(self) -> CheckInUnitOfWorks:
+        """Transactions of check-in (check_in)."""
+        from boxoffice.adapters.postgres_checkins import CheckInUnitOfWorks  # noqa: PLC0415
+
+        return CheckInUnitOfWorks(self.database)
 
     @functools.cached_property
     def document_store(self) -> S3DocumentStore:
@@ -208,13 +226,26 @@ class Container:
         )
 
     @functools.cached_property
-    def document_sweeper(self) -> DocumentSweeper:
-        """Retries pending ticket documents in the background (started on first request)."""
-        from boxoffice.services.orders import DocumentSweeper  # noqa: PLC0415 - lazy
+    def document_worker(self) -> DocumentWorker:
+        """Renders (PDF) and stores ticket documents in a background thread: `kick()` after each
+        commit that made or changed an order; it also sweeps for pending ones periodically."""
+        from boxoffice.adapters.ticket_pdf import PdfTicketRenderer  # noqa: PLC0415 - lazy
+        from boxoffice.services.orders import DocumentWorker  # noqa: PLC0415 - lazy
 
-        return DocumentSweeper(
-            self.order_uow, self.document_store, self.settings.ticket_document_sweep_seconds
+        return DocumentWorker(
+            self.order_uow,
+            self.document_store,
+            PdfTicketRenderer(),
+            self.settings.ticket_document_sweep_seconds,
         )
+
+    @functools.cached_property
+    def document_notifier(self) -> OutboxNotifier:
+        """Told after each order commit (consume_order): the document worker thread, or nobody
+        when a separate `python -m boxoffice.documents` process renders the documents."""
+        if self.settings.ticket_document_worker == "off":
+            return NoopOutboxNotifier()
+        return self.document_worker
 
     def uow(self, *, read_only: bool = False) -> AbstractContextManager[PostgresUnitOfWork]:
         return self.database.unit_of_work(read_only=read_only)
@@ -242,8 +273,8 @@ def shutdown() -> None:
     started = c.__dict__  # cached_property: only what was ever used
     if "outbox_relay_worker" in started:
         c.outbox_relay_worker.stop()
-    if "document_sweeper" in started:
-        c.document_sweeper.stop()
+    if "document_worker" in started:
+        c.document_worker.stop()
     if "event_publisher" in started:
         c.event_publisher.close()
     if "database" in started:

@@ -49,7 +49,14 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
     ),
     "BOXOFFICE_IDEMPOTENCY_TTL_HOURS": ("24", "How long idempotency keys are kept."),
     "BOXOFFICE_CATALOGUE_MAX_AGE_SECONDS": ("5", "Cache-Control max-age of catalogue reads."),
-    "BOXOFFICE_TICKET_SIGNING_KEY": ("", "HMAC key for ticket codes (required by consume_order)."),
+    "BOXOFFICE_TICKET_SIGNING_KEY": (
+        "",
+        "Ed25519 private key that signs new ticket codes (consume_order): base64url seed or PEM.",
+    ),
+    "BOXOFFICE_TICKET_PUBLIC_KEYS": (
+        "",
+        "Ed25519 public keys (base64url, comma-separated) whose ticket codes check_in accepts.",
+    ),
     "BOXOFFICE_S3_ENDPOINT_URL": ("", "S3 endpoint (empty: AWS default)."),
     "BOXOFFICE_S3_BUCKET": ("boxoffice-tickets", "Bucket of ticket documents."),
     "BOXOFFICE_S3_REGION": ("us-east-1", "Region of the S3 endpoint (request signing)."),
@@ -59,6 +66,11 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
     "BOXOFFICE_TICKET_DOCUMENT_SWEEP_SECONDS": (
         "15",
         "consume_order: seconds between retries of ticket documents not yet stored in S3.",
+    ),
+    "BOXOFFICE_TICKET_DOCUMENT_WORKER": (
+        "thread",
+        "consume_order: `thread` renders ticket PDFs in a background thread of the function; "
+        "`off` leaves them to `python -m boxoffice.documents` (a process of their own).",
     ),
     "BOXOFFICE_OUTBOX_SWEEP_SECONDS": (
         "2",
@@ -74,7 +86,7 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
     ),
     "BOXOFFICE_PRUNE_BATCH_SIZE": ("1000", "Housekeeping: rows deleted per transaction."),
     "BOXOFFICE_BREAKER_OPEN_SECONDS": (
-        "5",
+        "1",
         "How long an open circuit breaker fails fast before one trial call.",
     ),
     # The waiting room (waiting_room, the admission controller, create_booking; ADR 14).
@@ -170,6 +182,13 @@ def _seconds(env: Mapping[str, str], name: str) -> float:
     return float(value)
 
 
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
+    value = _get(env, name)
+    if value not in allowed:
+        raise ConfigurationError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     database_url: str
@@ -201,9 +220,11 @@ class Settings:
     ticket_link_seconds: int = 300
     ticket_document_sweep_seconds: float = 15.0
     breaker_failure_threshold: int = 4
-    breaker_open_seconds: float = 5.0
+    breaker_open_seconds: float = 1.0
     order_event_retention_days: int = 35
     prune_batch_size: int = 1000
+    ticket_public_keys: str = ""
+    ticket_document_worker: str = "thread"
     admission_signing_key: str = ""
     admission_verify_keys: str = ""
     admission_tick_seconds: float = 1.0
@@ -249,6 +270,10 @@ class Settings:
             breaker_open_seconds=_seconds(e, "BOXOFFICE_BREAKER_OPEN_SECONDS"),
             order_event_retention_days=_int(e, "BOXOFFICE_ORDER_EVENT_RETENTION_DAYS", 1),
             prune_batch_size=_int(e, "BOXOFFICE_PRUNE_BATCH_SIZE", 1),
+            ticket_public_keys=_get(e, "BOXOFFICE_TICKET_PUBLIC_KEYS"),
+            ticket_document_worker=_choice(
+                e, "BOXOFFICE_TICKET_DOCUMENT_WORKER", ("thread", "off")
+            ),
             admission_signing_key=_get(e, "BOXOFFICE_ADMISSION_SIGNING_KEY"),
             admission_verify_keys=_get(e, "BOXOFFICE_ADMISSION_VERIFY_KEYS"),
             admission_tick_seconds=_seconds(e, "BOXOFFICE_ADMISSION_TICK_SECONDS"),

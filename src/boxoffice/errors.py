@@ -305,6 +305,46 @@ class UnknownBooking(BoxofficeError):
     title = "Booking does not exist"
 
 
+# -- check-in (check_in: scanning tickets at the door) -------------------------------------------
+
+
+class InvalidTicketCode(BoxofficeError):
+    """The scanned code is not one of ours: malformed, forged, or signed with a key that is not
+    (or no longer) trusted."""
+
+    slug = "invalid-ticket-code"
+    status = 422
+    title = "Invalid ticket code"
+
+
+class TicketNotFound(NotFound):
+    """The code is well-formed (and, for a signed code, correctly signed) but names no ticket."""
+
+    slug = "ticket-not-found"
+    title = "No such ticket"
+
+
+class AlreadyCheckedIn(Conflict):
+    """The ticket was admitted before (by another scan); the extensions say when and where."""
+
+    slug = "already-checked-in"
+    title = "Ticket already checked in"
+
+
+class TicketCancelled(Conflict):
+    """The ticket, its order or booking, or its event is cancelled: not valid for entry."""
+
+    slug = "ticket-cancelled"
+    title = "Ticket cancelled"
+
+
+class WrongEvent(Conflict):
+    """The ticket is for another event than the one the scanner checks in."""
+
+    slug = "wrong-event"
+    title = "Ticket is for another event"
+
+
 def all_error_classes() -> list[type[BoxofficeError]]:
     """Every concrete error class (used by the docs/spec consistency test)."""
     seen: list[type[BoxofficeError]] = []

@@ -40,6 +40,7 @@ class Tools:
     kubeconform: str
     hadolint: str
     k8s_schema_dir: Path
+    gateway_api_crd_dir: Path
     crd_schema_dir: Path
 
 
@@ -61,6 +62,7 @@ def tools(tmp_path_factory: pytest.TempPathFactory) -> Tools:
         kubeconform=env["KUBECONFORM"],
         hadolint=env["HADOLINT"],
         k8s_schema_dir=Path(env["K8S_SCHEMA_DIR"]),
+        gateway_api_crd_dir=Path(env["GATEWAY_API_CRD_DIR"]),
         crd_schema_dir=_crd_schemas(
             tmp_path_factory.mktemp("crds"), Path(env["GATEWAY_API_SCHEMA_DIR"])
         ),

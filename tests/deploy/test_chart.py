@@ -22,6 +22,7 @@ FUNCTIONS = (
     "get_customer",
     "create_booking",
     "consume_order",
+    "check_in",
     "housekeeping",
     "waiting_room",
 )
@@ -192,6 +193,13 @@ def test_knative_services_invariants(render: Render, values: Path | None) -> Non
         assert (local == "cluster-local") == (name in ("consume-order", "housekeeping")), name
     signing = _env(ksvcs["consume-order"]["spec"]["template"]["spec"]["containers"][0])
     assert "secretKeyRef" in signing["BOXOFFICE_TICKET_SIGNING_KEY"]["valueFrom"]
+    # The private key reaches consume_order only; check_in gets the public keys (a ConfigMap).
+    for name, svc in ksvcs.items():
+        env = _env(svc["spec"]["template"]["spec"]["containers"][0])
+        assert ("BOXOFFICE_TICKET_SIGNING_KEY" in env) == (name == "consume-order"), name
+        assert ("BOXOFFICE_TICKET_PUBLIC_KEYS" in env) == (name == "check-in"), name
+    public = _env(ksvcs["check-in"]["spec"]["template"]["spec"]["containers"][0])
+    assert "configMapKeyRef" in public["BOXOFFICE_TICKET_PUBLIC_KEYS"]["valueFrom"]
 
 
 @pytest.mark.parametrize("values", VALUES_FILES, ids=IDS)

@@ -32,7 +32,14 @@ from boxoffice.config import ENV_VARS
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
-FUNCTIONS = ("get_event", "get_customer", "create_booking", "consume_order", "waiting_room")
+FUNCTIONS = (
+    "get_event",
+    "get_customer",
+    "create_booking",
+    "consume_order",
+    "check_in",
+    "waiting_room",
+)
 OFFICIAL_IMAGES = {
     "postgres",
     "apache/kafka",
@@ -251,7 +258,7 @@ def compose_frontdoor(model: dict[str, Any]) -> Iterator[str]:
     if not Path(nginx).exists():
         pytest.fail("nginx is not installed: `stack/boxo up` installs it (front door)")
     addr = {}
-    for fn in ("get_event", "get_customer", "create_booking", "waiting_room"):
+    for fn in ("get_event", "get_customer", "create_booking", "check_in", "waiting_room"):
         url = os.environ.get(f"BOXOFFICE_{fn.upper()}_URL", "")
         if not url:
             pytest.fail(f"BOXOFFICE_{fn.upper()}_URL is not set: run with the stack's env")

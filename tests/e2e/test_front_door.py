@@ -712,6 +712,8 @@ def _started_frontdoor(directory: Path, upstreams: dict[str, str]) -> Iterator[s
         "@GET_EVENT_HOST@": "$http_host",
         "@GET_CUSTOMER_HOST@": "$http_host",
         "@CREATE_BOOKING_HOST@": "$http_host",
+        "@CHECK_IN_HOST@": "$http_host",
+        "@CHECK_IN_ADDR@": upstreams.get("check_in", upstreams["get_event"]),
         "@PROBLEM_BASE@": "https://boxoffice.example/problems/",
     }.items():
         config = config.replace(placeholder, value)
@@ -782,9 +784,9 @@ class _Echo(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def echo_frontdoor() -> Iterator[str]:
-    """The template in front of three echo servers, one per function."""
+    """The template in front of echo servers, one per function."""
     servers = {}
-    for name in ("get_event", "get_customer", "create_booking"):
+    for name in ("get_event", "get_customer", "create_booking", "check_in"):
         server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
         server.name = name  # type: ignore[attr-defined]
         threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -814,6 +816,10 @@ def echo_frontdoor() -> Iterator[str]:
         ("POST", "/bookings", "create_booking"),
         ("GET", "/bookings?cursor=abc", "create_booking"),
         ("DELETE", "/bookings/b1", "create_booking"),
+        ("POST", "/checkins", "check_in"),
+        ("POST", "/checkins/batch", "check_in"),
+        ("GET", "/events/e1/checkins/summary", "check_in"),
+        ("GET", "/.well-known/ticket-keys", "check_in"),
     ],
 )
 def test_the_template_routes_every_documented_path(
@@ -853,7 +859,10 @@ def test_the_template_forwards_host_and_client_headers(echo_frontdoor: str) -> N
     assert seen["x-forwarded-for"] == "203.0.113.7, 127.0.0.1"
 
 
-@pytest.mark.parametrize("path", ["/eventsx", "/customer", "/booking/b1", "/", "/healthz"])
+@pytest.mark.parametrize(
+    "path",
+    ["/eventsx", "/customer", "/booking/b1", "/", "/healthz", "/checkinsx", "/.well-known/x"],
+)
 def test_the_template_matches_whole_path_segments(echo_frontdoor: str, path: str) -> None:
     response = requests.get(f"{echo_frontdoor}{path}", timeout=10)
     assert response.status_code == 404
@@ -864,7 +873,7 @@ def test_the_template_matches_whole_path_segments(echo_frontdoor: str, path: str
 def dead_upstream_frontdoor() -> Iterator[str]:
     """The template with upstreams on a port nothing listens on: every function is down."""
     dead = f"127.0.0.1:{_free_port()}"
-    upstreams = dict.fromkeys(("get_event", "get_customer", "create_booking"), dead)
+    upstreams = dict.fromkeys(("get_event", "get_customer", "create_booking", "check_in"), dead)
     with _frontdoor(upstreams) as frontdoor:
         yield frontdoor.base
 

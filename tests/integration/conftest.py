@@ -131,7 +131,7 @@ def use_settings() -> Iterator[Callable[..., bootstrap.Container]]:
     yield swap
     bootstrap.set_container(previous)
     for c in made:  # cached_properties: only what was ever started
-        for worker in ("outbox_relay_worker", "document_sweeper"):
+        for worker in ("outbox_relay_worker", "document_worker"):
             if worker in c.__dict__:
                 c.__dict__[worker].stop()
         if "database" in c.__dict__:

@@ -37,12 +37,13 @@ from test_consume_order_support import (
     ticket_rows,
 )
 
-from boxoffice import bootstrap
+from boxoffice import bootstrap, errors
+from boxoffice.adapters.ticket_pdf import PdfTicketRenderer
 from boxoffice.domain.bookings import Booking, BookingStatus
-from boxoffice.domain.orders import verify_ticket_code
 from boxoffice.services import orders
 from boxoffice.web import metrics
 from boxoffice.web.validation import validate
+from pdf_tickets import read_ticket_pdf
 
 Auth = Callable[[str], dict[str, str]]
 
@@ -78,8 +79,8 @@ def swap(
 
     yield swap_to
     for c in made:
-        if "document_sweeper" in c.__dict__:
-            c.document_sweeper.stop()
+        if "document_worker" in c.__dict__:
+            c.document_worker.stop()
 
 
 @pytest.fixture
@@ -277,21 +278,22 @@ def test_event_whose_data_contradicts_the_booking_is_refused(
     assert order_rows(db, booking.id) == []
 
 
-def test_ticket_codes_verify_with_the_signing_key_and_tampered_codes_do_not(
+def test_ticket_codes_are_signed_for_their_ticket_and_event_and_tampered_codes_are_not(
     client: FlaskClient, db: Db, new_booking: Callable[..., Any]
 ) -> None:
     booking = new_booking(3)
     assert deliver(client, created_delivery(booking)).status_code == 200
-    key = bootstrap.container().ticket_signing_key
+    keys = bootstrap.container().ticket_keys  # the stack's published public key
 
     tickets = ticket_rows(db, booking.id)
 
-    assert all(verify_ticket_code(key, code, booking.id, seq) for _, seq, code, _ in tickets)
-    _, seq, code, _ = tickets[0]
+    for ticket_id, _, code, _ in tickets:
+        signed = keys.verify(code)
+        assert (signed.ticket_id, signed.event_id) == (ticket_id, booking.event_id)
+    code = tickets[0][2]
     flipped = code[:-1] + ("A" if code[-1] != "A" else "B")
-    assert not verify_ticket_code(key, flipped, booking.id, seq)
-    assert not verify_ticket_code(key, code, booking.id, seq + 1)
-    assert not verify_ticket_code(key, code, uuid.uuid4(), seq)
+    with pytest.raises(errors.InvalidTicketCode):
+        keys.verify(flipped)
     assert len({c for _, _, c, _ in tickets}) == 3
 
 
@@ -329,6 +331,10 @@ def test_missing_signing_key_is_a_retryable_503_that_changes_nothing(
     swap(ticket_signing_key="")
 
     response = deliver(client, created_delivery(booking))
+    assert_problem(response, 503, "service-misconfigured")
+    swap(ticket_signing_key="an HMAC key of earlier versions, not an Ed25519 private key")
+
+    response = deliver(client, created_delivery(booking))
 
     assert_problem(response, 503, "service-misconfigured")
     assert client.get("/readyz").status_code == 503
@@ -361,25 +367,42 @@ def test_database_down_is_a_retryable_503_and_the_redelivery_then_succeeds(
 # -- ticket documents in S3 ----------------------------------------------------------------------
 
 
-def test_confirmed_order_has_its_ticket_document_in_s3(
+def _stored_at(db: Db, booking_id: uuid.UUID, wait: float = 30.0) -> Any:
+    """The order's document_stored_at once the document worker stored it (polls)."""
+    deadline = time.monotonic() + wait
+    while True:
+        [(_, _, stored_at)] = order_rows(db, booking_id)
+        if stored_at is not None or time.monotonic() > deadline:
+            return stored_at
+        time.sleep(0.1)
+
+
+def _attempts(db: Db, order_id: uuid.UUID) -> int:
+    row = db.execute("SELECT document_attempts FROM orders WHERE id = %s", (order_id,)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_confirmed_order_gets_its_pdf_from_the_worker_after_the_answer(
     client: FlaskClient, db: Db, new_booking: Callable[..., Any]
 ) -> None:
     booking = new_booking(2)
 
     response = deliver(client, created_delivery(booking))
 
-    assert response.get_json()["documentStored"] is True
-    [(order_id, _, stored_at)] = order_rows(db, booking.id)
-    assert stored_at is not None
-    document = json.loads(bootstrap.container().document_store.get(f"orders/{order_id}.json"))
-    assert document["orderId"] == str(order_id)
-    assert document["bookingId"] == str(booking.id)
-    assert document["event"]["name"] == "Order processing test night"
-    assert document["event"]["venue"]["city"]
-    assert [t["code"] for t in document["tickets"]] == [t[2] for t in ticket_rows(db, booking.id)]
+    assert response.status_code == 200
+    assert "documentStored" not in response.get_json()  # not the request's business any more
+    assert _stored_at(db, booking.id) is not None
+    [(order_id, _, _)] = order_rows(db, booking.id)
+    pdf = bootstrap.container().document_store.get(f"orders/{order_id}.pdf")
+    pages = read_ticket_pdf(pdf)
+    assert [p.codes for p in pages] == [[t[2]] for t in ticket_rows(db, booking.id)]
+    assert all("Order processing test night" in p.text and str(order_id) in p.text for p in pages)
+    key = db.execute("SELECT document_key FROM orders WHERE id = %s", (order_id,)).fetchone()
+    assert key == (f"orders/{order_id}.pdf",)
 
 
-def test_document_store_failure_still_confirms_and_a_later_delivery_stores_it(
+def test_document_store_failure_still_confirms_and_the_worker_stores_it_once_s3_is_back(
     client: FlaskClient,
     db: Db,
     new_booking: Callable[..., Any],
@@ -390,29 +413,27 @@ def test_document_store_failure_still_confirms_and_a_later_delivery_stores_it(
     delivery = created_delivery(booking)
     failures_before = counter(metrics.TICKET_DOCUMENT_FAILURES)
     good = bootstrap.container().settings.s3_endpoint_url
-    swap(s3_endpoint_url=dead_url.removesuffix("/certs"))
+    down = swap(s3_endpoint_url=dead_url.removesuffix("/certs"))
 
     first = deliver(client, delivery)
 
     assert first.status_code == 200
-    assert first.get_json()["documentStored"] is False
     [(order_id, status, _)] = order_rows(db, booking.id)
     assert status == "CONFIRMED"
-    attempts = db.execute(
-        "SELECT document_attempts FROM orders WHERE id = %s", (order_id,)
-    ).fetchone()
-    assert attempts is not None
-    assert attempts[0] >= 1  # the failed upload was recorded for a retry
     assert booking_status(db, booking.id) == "CONFIRMED"
-    assert counter(metrics.TICKET_DOCUMENT_FAILURES) - failures_before == 1
+    deadline = time.monotonic() + 20
+    while _attempts(db, order_id) == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _attempts(db, order_id) >= 1  # the failed upload was recorded for a retry
+    assert counter(metrics.TICKET_DOCUMENT_FAILURES) - failures_before >= 1
+    down.document_worker.stop()
 
     c = swap(s3_endpoint_url=good)
-    again = deliver(client, delivery)
+    again = deliver(client, delivery)  # a redelivery wakes the new process's worker
 
     assert again.status_code == 200
-    assert again.get_json()["documentStored"] is True
-    assert order_rows(db, booking.id)[0][2] is not None
-    assert json.loads(c.document_store.get(f"orders/{order_id}.json"))["orderId"] == str(order_id)
+    assert _stored_at(db, booking.id) is not None  # after its backoff (2 s)
+    assert read_ticket_pdf(c.document_store.get(f"orders/{order_id}.pdf"))[0].codes
 
 
 def test_document_sweep_stores_documents_left_pending_by_an_outage(
@@ -424,16 +445,18 @@ def test_document_sweep_stores_documents_left_pending_by_an_outage(
 ) -> None:
     booking = new_booking(2)
     good = bootstrap.container().settings.s3_endpoint_url
-    swap(s3_endpoint_url=dead_url.removesuffix("/certs"))
-    assert deliver(client, created_delivery(booking)).get_json()["documentStored"] is False
+    down = swap(s3_endpoint_url=dead_url.removesuffix("/certs"))
+    assert deliver(client, created_delivery(booking)).status_code == 200
+    down.document_worker.stop()
     [(order_id, _, _)] = order_rows(db, booking.id)
     c = swap(s3_endpoint_url=good)
 
-    while orders.store_document(c.order_uow, c.document_store, due_only=False):
+    renderer = PdfTicketRenderer()
+    while orders.store_document(c.order_uow, c.document_store, renderer, due_only=False):
         pass  # the sweeper's loop, without waiting for the backoff
 
     assert order_rows(db, booking.id)[0][2] is not None
-    assert json.loads(c.document_store.get(f"orders/{order_id}.json"))["tickets"]
+    assert len(read_ticket_pdf(c.document_store.get(f"orders/{order_id}.pdf"))) == 2
 
 
 # -- the customer's view: GET /bookings/{id} and GET /bookings show the order ---------------------
@@ -503,7 +526,10 @@ def test_confirmed_booking_shows_its_order_tickets_and_a_working_document_link(
     assert [t["code"] for t in order["tickets"]] == [t[2] for t in ticket_rows(db, booking.id)]
     document = requests.get(order["documentUrl"], timeout=10)
     assert document.status_code == 200
-    assert document.json()["orderId"] == order["id"]
+    assert document.headers["Content-Type"] == "application/pdf"
+    pages = read_ticket_pdf(document.content)
+    assert [p.codes for p in pages] == [[t["code"]] for t in order["tickets"]]
+    assert all(order["id"] in p.text for p in pages)
     assert "X-Amz-Expires=300" in order["documentUrl"]
 
 

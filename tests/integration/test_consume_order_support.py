@@ -74,6 +74,12 @@ def reset_booking(db: Db, booking_id: uuid.UUID) -> None:
     """Forget a fixed-id booking of an earlier run, with its order, tickets and consumed events."""
     with db.transaction():
         db.execute(
+            "DELETE FROM check_in_conflict WHERE ticket_id IN (SELECT t.id FROM ticket t"
+            " JOIN orders o ON o.id = t.order_id WHERE o.booking_id = %s)",
+            (booking_id,),
+        )
+        db.execute("DELETE FROM check_in WHERE booking_id = %s", (booking_id,))
+        db.execute(
             "DELETE FROM ticket WHERE order_id IN (SELECT id FROM orders WHERE booking_id = %s)",
             (booking_id,),
         )

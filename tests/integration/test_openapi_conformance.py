@@ -1,8 +1,9 @@
 """Property-based conformance to src/boxoffice/openapi.yaml (schemathesis): requests generated
 from the spec go through the real functions-framework entrypoints (get_event for /events, /venues
-and the probes; waiting_room for /events/{id}/queue; get_customer for /customers) against the real PostgreSQL, with real Keycloak
-tokens; no response may be a 5xx, and every response must conform to the spec (status code,
-content type, headers, body schema, and authentication actually enforced).
+and the probes; waiting_room for /events/{id}/queue; get_customer for /customers) against the
+real PostgreSQL, with real Keycloak tokens; no response may be a 5xx, and every response must
+conform to the spec (status code, content type, headers, body schema, and authentication actually
+enforced).
 
 Bounded and reproducible: a fixed number of examples per operation, derandomized generation.
 
@@ -41,7 +42,7 @@ SPEC = Path(__file__).resolve().parents[2] / "src" / "boxoffice" / "openapi.yaml
 EXAMPLES_PER_OPERATION = 30
 # The operations of get_event, get_customer and waiting_room (the spec also describes other
 # functions').
-THIS_ISSUE = r"^/(events|venues|customers|healthz|readyz)"
+THIS_ISSUE = r"^/(events|venues|customers|healthz|readyz)(?!.*/checkins)"  # check_in: its own test
 QUEUE = re.compile(r"^/events/[^/]+/queue(/|$)")  # the front door's route to waiting_room
 BOB_CUSTOMER = "c0000000-0000-4000-8000-000000000002"
 ALICE_DEMO_PROFILE = {

@@ -18,13 +18,15 @@ from support_databases import fresh_database
 from boxoffice.adapters.postgres import Database
 from boxoffice.adapters.postgres_orders import PostgresOrderStore
 from boxoffice.domain.bookings import CANCELLED_TYPE, CREATED_TYPE
-from boxoffice.domain.orders import BookingEvent, Outcome, verify_ticket_code
+from boxoffice.domain.orders import BookingEvent, Outcome
+from boxoffice.domain.tickets import TicketKeys, TicketSigner
 from boxoffice.errors import BookingEventInvalid, UnknownBooking
 from boxoffice.services import orders
 
 pytestmark = pytest.mark.integration
 
-KEY = b"integration-test-signing-key-0123456789"
+KEY = TicketSigner.generate()
+KEYS = TicketKeys([KEY.public_key])
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 VENUE = uuid.UUID("7e0e0000-0000-4000-8000-0000000000cc")
 EVENT = uuid.UUID("e0e00000-0000-4000-8000-0000000000cc")
@@ -144,10 +146,10 @@ def test_created_event_issues_one_verifiable_ticket_per_seat_and_confirms(
         3,
         False,
     )
-    assert (status, document_key) == ("CONFIRMED", f"orders/{order_id}.json")
+    assert (status, document_key) == ("CONFIRMED", f"orders/{order_id}.pdf")
     tickets = tickets_of(db, b)
     assert [t[0] for t in tickets] == [1, 2, 3]
-    assert all(verify_ticket_code(KEY, code, b, seq) for seq, code, _ in tickets)
+    assert {KEYS.verify(code).event_id for _, code, _ in tickets} == {EVENT}
     assert {t[2] for t in tickets} == {"VALID"}
     assert status_of(db, b) == "CONFIRMED"
     assert outcome_recorded(db, str(b)) == "CONFIRMED"

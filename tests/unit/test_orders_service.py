@@ -24,12 +24,13 @@ from boxoffice.domain.orders import (
     Outcome,
     Ticket,
     TicketStatus,
-    verify_ticket_code,
 )
+from boxoffice.domain.tickets import TicketKeys, TicketSigner
 from boxoffice.services import orders
 from boxoffice.services.ports import DocumentStoreError, DocumentUnitOfWorkFactory, Processed
 
-KEY = b"unit-test-signing-key-0123456789abcdef"
+KEY = TicketSigner.generate()
+KEYS = TicketKeys([KEY.public_key])
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 
 
@@ -40,6 +41,7 @@ class FakeOrders:
     events: dict[tuple[str, str], Outcome] = field(default_factory=dict)
     stored: set[uuid.UUID] = field(default_factory=set)
     failures: dict[uuid.UUID, int] = field(default_factory=dict)
+    keys: dict[uuid.UUID, str] = field(default_factory=dict)
 
     applied: list[tuple[BookingEvent, uuid.UUID, str, list[NewTicket]]] = field(
         default_factory=list
@@ -70,8 +72,9 @@ class FakeOrders:
                 return DocumentSource(order, b.customer_id, b.event_id, "Gig", NOW, "H", "A", "C")
         return None
 
-    def mark_stored(self, order_id: uuid.UUID) -> None:
+    def mark_stored(self, order_id: uuid.UUID, key: str) -> None:
         self.stored.add(order_id)
+        self.keys[order_id] = key
 
     def mark_failed(self, order_id: uuid.UUID, error: str) -> None:
         self.failures[order_id] = self.failures.get(order_id, 0) + 1
@@ -91,15 +94,24 @@ class FakeUow:
 class Store:
     def __init__(self, fail: bool = False) -> None:
         self.fail = fail
-        self.objects: dict[str, bytes] = {}
+        self.objects: dict[str, tuple[bytes, str]] = {}
 
-    def put(self, key: str, body: bytes) -> None:
+    def put(self, key: str, body: bytes, content_type: str) -> None:
         if self.fail:
             raise DocumentStoreError("connection refused")
-        self.objects[key] = body
+        self.objects[key] = (body, content_type)
 
     def link(self, key: str, seconds: int) -> str:
         return f"https://s3.test/{key}?expires={seconds}"
+
+
+class Renderer:
+    """Stands in for the PDF renderer (tests/unit/test_ticket_pdf.py covers the real one)."""
+
+    content_type = "application/x-test"
+
+    def render(self, source: DocumentSource) -> bytes:
+        return ",".join(t.code for t in source.order.tickets).encode()
 
 
 @pytest.fixture
@@ -146,10 +158,11 @@ def test_a_created_event_hands_the_store_one_signed_ticket_per_seat(repo: FakeOr
     ((ev, order_id, key, tickets),) = repo.applied
     assert ev == event(b)
     assert result.order_id == order_id
-    assert key == f"orders/{order_id}.json"
+    assert key == f"orders/{order_id}.pdf"
     assert [t.seq for t in tickets] == [1, 2, 3]
     assert len({t.id for t in tickets}) == 3
-    assert all(verify_ticket_code(KEY, t.code, b.id, t.seq) for t in tickets)
+    signed = [KEYS.verify(t.code) for t in tickets]
+    assert [(s.ticket_id, s.event_id) for s in signed] == [(t.id, b.event_id) for t in tickets]
 
 
 def test_a_cancelled_event_hands_the_store_no_tickets(repo: FakeOrders) -> None:
@@ -172,14 +185,17 @@ def test_failed_document_upload_is_recorded_and_a_later_attempt_stores_it(repo: 
     assert result.order_id is not None
     uow = factory(repo)
 
-    failed = orders.store_document(uow, Store(fail=True), result.order_id)
+    failed = orders.store_document(uow, Store(fail=True), Renderer(), result.order_id)
     good = Store()
-    stored = orders.store_document(uow, good, result.order_id)
+    stored = orders.store_document(uow, good, Renderer(), result.order_id)
 
     assert (failed, stored) == (False, True)
     assert repo.failures[result.order_id] == 1
-    assert list(good.objects) == [f"orders/{result.order_id}.json"]
-    assert orders.store_document(uow, good, result.order_id) is None  # nothing pending now
+    key = f"orders/{result.order_id}.pdf"
+    codes = ",".join(t.code for t in repo.by_booking[b.id].tickets).encode()
+    assert good.objects == {key: (codes, "application/x-test")}
+    assert repo.keys[result.order_id] == key  # the order's document key follows
+    assert orders.store_document(uow, good, Renderer(), result.order_id) is None  # none pending
 
 
 def test_only_stored_documents_are_linked(repo: FakeOrders) -> None:
@@ -191,7 +207,7 @@ def test_only_stored_documents_are_linked(repo: FakeOrders) -> None:
 
     assert (
         orders.document_link(Store(), stored_order, 300)
-        == f"https://s3.test/orders/{stored_order.id}.json?expires=300"
+        == f"https://s3.test/orders/{stored_order.id}.pdf?expires=300"
     )
     assert orders.document_link(Store(), pending_order, 300) is None
     assert orders.document_link(Store(), None, 300) is None

@@ -7,6 +7,7 @@ Connection-level trouble (server down, pool exhausted, statement timeout) become
 
 from __future__ import annotations
 
+import select
 import threading
 import uuid
 from collections.abc import Iterator
@@ -38,6 +39,22 @@ _STATEMENT_LEVEL = (
     psycopg.errors.SerializationFailure,
     psycopg.errors.DeadlockDetected,
 )
+
+
+class StaleConnection(psycopg.OperationalError):
+    """A pooled connection the server has already closed (found before it is handed out)."""
+
+
+def check_alive(conn: Conn) -> None:
+    """The pool's check on every hand-out, without a round trip: an idle connection has nothing
+    to read, so a readable socket means the server has closed it (a restart, an idle timeout, a
+    terminated backend: PostgreSQL sends its FATAL notice and closes). The pool then discards it
+    and hands out another, or opens a new one (docs/adr/0006-resilience.md)."""
+    if conn.closed:
+        raise StaleConnection("connection is closed")
+    readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    if readable:
+        raise StaleConnection("the server closed this connection while it was idle")
 
 
 def connection_failure(exc: BaseException) -> bool:
@@ -77,6 +94,7 @@ class Database:
                         max_size=self._max,
                         timeout=self._timeout,
                         open=False,
+                        check=check_alive,
                         kwargs={
                             "autocommit": True,
                             "connect_timeout": max(1, int(self._timeout)),
@@ -91,6 +109,20 @@ class Database:
                     self._pool = pool
         return self._pool
 
+    def _renew_pool_if_down(self) -> None:
+        """Once the breaker has judged the database down, the pool is replaced: the old one's
+        reconnection attempts back off exponentially (1, 2, 4, 8... s), so after an outage it
+        could take seconds to try again; a new pool tries at once, when the breaker's next trial
+        call asks it for a connection. Its connections are all dead anyway."""
+        if not self.breaker.is_open:
+            return
+        with self._lock:
+            old, self._pool = self._pool, None
+        if old is not None:
+            threading.Thread(
+                target=old.close, kwargs={"timeout": 0}, name="pool-close", daemon=True
+            ).start()
+
     @contextmanager
     def connection(self) -> Iterator[Conn]:
         """A pooled connection in autocommit mode: every statement is its own transaction.
@@ -103,11 +135,13 @@ class Database:
             with self.breaker.guard(), self._get_pool().connection() as conn:
                 yield conn
         except PoolTimeout as exc:
+            self._renew_pool_if_down()
             raise errors.ServiceUnavailable(
                 "database is busy or unreachable", retry_after=1
             ) from exc
         except (psycopg.OperationalError, psycopg.errors.QueryCanceled) as exc:
-            raise errors.ServiceUnavailable("database is unavailable", retry_after=2) from exc
+            self._renew_pool_if_down()
+            raise errors.ServiceUnavailable("database is unavailable", retry_after=1) from exc
         except psycopg.DataError as exc:
             # A value the API's validation let through but PostgreSQL cannot hold (out of range
             # for its type): the transaction is rolled back, nothing is written.

@@ -141,19 +141,22 @@ class PostgresDocuments:
             return None
         order = _order(self._conn, row)
         info = self._conn.execute(
-            """SELECT b.customer_id, e.id, e.name, e.starts_at, v.name, v.address, v.city
+            """SELECT b.customer_id, e.id, e.name, e.starts_at, v.name, v.address, v.city,
+                      c.name, b.quantity
                  FROM booking b JOIN event e ON e.id = b.event_id JOIN venue v ON v.id = e.venue_id
+                 JOIN customer c ON c.id = b.customer_id
                 WHERE b.id = %s""",
             (order.booking_id,),
         ).fetchone()
         assert info is not None  # orders.booking_id and booking.event_id are foreign keys
         return DocumentSource(order, *info)
 
-    def mark_stored(self, order_id: uuid.UUID) -> None:
+    def mark_stored(self, order_id: uuid.UUID, key: str) -> None:
         self._conn.execute(
-            """UPDATE orders SET document_stored_at = now(), document_last_error = NULL
+            """UPDATE orders SET document_stored_at = now(), document_last_error = NULL,
+                      document_key = %s
                 WHERE id = %s""",
-            (order_id,),
+            (key, order_id),
         )
 
     def mark_failed(self, order_id: uuid.UUID, error: str) -> None:

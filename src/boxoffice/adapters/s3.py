@@ -60,10 +60,15 @@ class S3DocumentStore:
                     )
         return self._client
 
-    def put(self, key: str, body: bytes) -> None:
+    def put(self, key: str, body: bytes, content_type: str) -> None:
+        filename = key.rsplit("/", 1)[-1]
         try:
             self._s3().put_object(
-                Bucket=self.bucket, Key=key, Body=body, ContentType="application/json"
+                Bucket=self.bucket,
+                Key=key,
+                Body=body,
+                ContentType=content_type,
+                ContentDisposition=f'inline; filename="{filename}"',
             )
         except (BotoCoreError, ClientError) as exc:
             raise DocumentStoreError(f"{type(exc).__name__}: {exc}") from exc

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 CUSTOMER_ROLE = "customer"
 ADMIN_ROLE = "admin"
+SCANNER_ROLE = "scanner"  # door staff: check_in
 
 
 @dataclass(frozen=True, slots=True)

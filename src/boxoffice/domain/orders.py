@@ -1,26 +1,20 @@
-"""Orders and tickets: booking CloudEvents as consume_order receives them, ticket codes, the
-ticket document. Pure: no I/O (docs/adr/0007-order-processing.md).
+"""Orders and tickets: booking CloudEvents as consume_order receives them, the tickets an order
+issues, and what the order's ticket document shows. Pure: no I/O
+(docs/adr/0007-order-processing.md).
 
-A ticket code is `<base64url(ticket uuid)>.<base64url(HMAC-SHA256(key, ticket|booking|seq))[:22]>`:
-the first part names the ticket (a scanner looks it up), the second proves the code was issued
-by whoever holds the signing key for exactly that ticket of that booking. 22 base64url
-characters keep 132 bits of the MAC: neither guessable nor forgeable.
+Ticket codes are signed with Ed25519 (`boxoffice.domain.tickets`, docs/adr/0011): a gate verifies
+them offline with the published public keys.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
 import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from boxoffice import errors
 from boxoffice.domain.bookings import CANCELLED_TYPE, CREATED_TYPE
 from boxoffice.errors import (
     BookingEventInvalid,
@@ -28,9 +22,10 @@ from boxoffice.errors import (
     UnsupportedEventType,
 )
 
+if TYPE_CHECKING:
+    from boxoffice.domain.tickets import TicketSigner
+
 BOOKING_EVENT_TYPES = (CREATED_TYPE, CANCELLED_TYPE)
-MAC_CHARS = 22
-MIN_SIGNING_KEY_LENGTH = 32
 MAX_ATTRIBUTE_LENGTH = 1000  # CloudEvent id and source, as stored in order_event
 
 
@@ -118,55 +113,7 @@ def booking_event(
     return BookingEvent(source, event_id, event_type, time, booking_id, event, customer, quantity)
 
 
-# -- ticket codes ------------------------------------------------------------------------------
-
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _mac(key: bytes, ticket_id: uuid.UUID, booking_id: uuid.UUID, seq: int) -> str:
-    message = f"{ticket_id}|{booking_id}|{seq}".encode()
-    return _b64(hmac.new(key, message, hashlib.sha256).digest())[:MAC_CHARS]
-
-
-def signing_key(raw: str) -> bytes:
-    """The configured key as bytes; refuses keys too short to be secret."""
-    if len(raw) < MIN_SIGNING_KEY_LENGTH:
-        raise errors.ConfigurationError(
-            "BOXOFFICE_TICKET_SIGNING_KEY must be set to at least "
-            f"{MIN_SIGNING_KEY_LENGTH} characters for consume_order"
-        )
-    return raw.encode()
-
-
-def ticket_code(key: bytes, ticket_id: uuid.UUID, booking_id: uuid.UUID, seq: int) -> str:
-    return f"{_b64(ticket_id.bytes)}.{_mac(key, ticket_id, booking_id, seq)}"
-
-
-def ticket_id_of(code: str) -> uuid.UUID | None:
-    """The ticket a code names (to look it up), or None when it is not shaped like a code."""
-    head, dot, _ = code.partition(".")
-    if not dot or len(head) != 22:
-        return None
-    try:
-        raw = _unb64(head)
-    except (binascii.Error, ValueError):
-        return None
-    return uuid.UUID(bytes=raw) if len(raw) == 16 else None
-
-
-def verify_ticket_code(key: bytes, code: str, booking_id: uuid.UUID, seq: int) -> bool:
-    """True only for the code issued with `key` for this ticket of this booking."""
-    ticket_id = ticket_id_of(code)
-    if ticket_id is None:
-        return False
-    expected = ticket_code(key, ticket_id, booking_id, seq)
-    return hmac.compare_digest(expected.encode(), code.encode())
+# -- tickets ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,12 +123,13 @@ class NewTicket:
     code: str
 
 
-def issue_tickets(key: bytes, booking_id: uuid.UUID, quantity: int) -> list[NewTicket]:
-    """One ticket per seat, numbered 1..quantity, each with a fresh random id and its code."""
+def issue_tickets(signer: TicketSigner, *, event_id: uuid.UUID, quantity: int) -> list[NewTicket]:
+    """One ticket per seat, numbered 1..quantity, each with a fresh random id and its signed
+    code (`boxoffice.domain.tickets`: Ed25519, verifiable offline with the published key)."""
     tickets = []
     for seq in range(1, quantity + 1):
         ticket_id = uuid.uuid4()
-        tickets.append(NewTicket(ticket_id, seq, ticket_code(key, ticket_id, booking_id, seq)))
+        tickets.append(NewTicket(ticket_id, seq, signer.code(ticket_id, event_id)))
     return tickets
 
 
@@ -209,7 +157,8 @@ class Order:
 
 
 def document_key(order_id: uuid.UUID) -> str:
-    return f"orders/{order_id}.json"
+    """Where an order's PDF ticket document is stored in S3."""
+    return f"orders/{order_id}.pdf"
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,29 +173,5 @@ class DocumentSource:
     venue_name: str
     venue_address: str
     venue_city: str
-
-
-def ticket_document(src: DocumentSource) -> dict[str, Any]:
-    """The JSON ticket document of an order, stored in S3 under `document_key(order.id)`."""
-    o = src.order
-    return {
-        "orderId": str(o.id),
-        "bookingId": str(o.booking_id),
-        "customerId": str(src.customer_id),
-        "status": o.status.value,
-        "confirmedAt": o.confirmed_at.isoformat(),
-        "event": {
-            "id": str(src.event_id),
-            "name": src.event_name,
-            "startsAt": src.event_starts_at.isoformat(),
-            "venue": {
-                "name": src.venue_name,
-                "address": src.venue_address,
-                "city": src.venue_city,
-            },
-        },
-        "tickets": [
-            {"id": str(t.id), "seq": t.seq, "code": t.code, "status": t.status.value}
-            for t in o.tickets
-        ],
-    }
+    holder_name: str = ""
+    quantity: int = 0  # seats in the booking (= tickets of the order)

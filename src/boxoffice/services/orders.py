@@ -4,21 +4,23 @@
 (`apply_booking_event`, db/migrations/V4__order_processing_in_one_round_trip.sql): lock the
 booking, skip an event already consumed, then confirm (order + tickets + booking CONFIRMED) or
 cancel (order + tickets CANCELLED), record the event and its outcome. A redelivery changes
-nothing and still succeeds. After the commit the order's ticket document is stored in S3; a
-failure there never undoes or blocks the order: the document stays pending
-(orders.document_stored_at IS NULL) and is retried by later deliveries and by `DocumentSweeper`
-(docs/adr/0007-order-processing.md).
+nothing and still succeeds. The order's ticket document (a PDF, one page per ticket with its QR
+code) is rendered and stored in S3 off the request path: after the commit the entrypoint wakes
+`DocumentWorker`, a background thread that renders and uploads pending documents and also sweeps
+for any left behind; a failure there never undoes or blocks the order: the document stays pending
+(orders.document_stored_at IS NULL) and is retried with backoff (docs/adr/0007,
+docs/adr/0011-tickets-and-check-in.md).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import cloudevents.exceptions
 from cloudevents.http import from_http
@@ -30,10 +32,10 @@ from boxoffice.domain.orders import (
     booking_event,
     document_key,
     issue_tickets,
-    ticket_document,
 )
 from boxoffice.errors import MalformedCloudEvent
 from boxoffice.services.ports import (
+    DocumentRenderer,
     DocumentStore,
     DocumentStoreError,
     DocumentUnitOfWorkFactory,
@@ -41,6 +43,9 @@ from boxoffice.services.ports import (
     Processed,
 )
 from boxoffice.web import metrics
+
+if TYPE_CHECKING:
+    from boxoffice.domain.tickets import TicketSigner
 
 log = logging.getLogger("boxoffice.orders")
 
@@ -73,12 +78,14 @@ def decode_delivery(headers: Mapping[str, str], body: bytes) -> BookingEvent:
     )
 
 
-def handle_booking_event(store: OrderStore, signing_key: bytes, ev: BookingEvent) -> Processed:
+def handle_booking_event(store: OrderStore, signer: TicketSigner, ev: BookingEvent) -> Processed:
     """Apply one booking event exactly once (idempotent under redelivery and concurrency), in
     one round trip. A created event's tickets are signed here, before the call: the key never
     reaches the database; a redelivery's are simply not used."""
     order_id = uuid.uuid4()
-    tickets = issue_tickets(signing_key, ev.booking_id, ev.quantity) if ev.is_created else []
+    tickets = (
+        issue_tickets(signer, event_id=ev.event_id, quantity=ev.quantity) if ev.is_created else []
+    )
     result = store.apply(ev, order_id, document_key(order_id), tickets)
     if result.outcome is Outcome.SKIPPED_BOOKING_CANCELLED and not result.redelivery:
         log.info("booking %s was cancelled before its order: no order issued", ev.booking_id)
@@ -106,82 +113,125 @@ def record_metrics(result: Processed, ev: BookingEvent, started: float) -> None:
 def store_document(
     uow: DocumentUnitOfWorkFactory,
     store: DocumentStore,
+    renderer: DocumentRenderer,
     order_id: uuid.UUID | None = None,
     *,
     due_only: bool = True,
 ) -> bool | None:
-    """Store one pending ticket document (this order's, or the most overdue): True when
-    stored, False when the upload failed (counted; retried later), None when nothing was
+    """Render and store one pending ticket document (this order's, or the most overdue): True
+    when stored, False when the upload failed (counted; retried later), None when nothing was
     pending (or another process holds it). Never raises for a store failure."""
     with uow() as tx:
         source = tx.documents.claim_pending(order_id, due_only=due_only)
         if source is None:
             return None
-        body = json.dumps(ticket_document(source), separators=(",", ":")).encode()
-        key = source.order.document_key or document_key(source.order.id)
+        started = time.process_time()
+        body = renderer.render(source)
+        metrics.TICKET_DOCUMENT_RENDER.observe(time.process_time() - started)
+        key = document_key(source.order.id)
         try:
-            store.put(key, body)
+            store.put(key, body, renderer.content_type)
         except DocumentStoreError as exc:
             metrics.TICKET_DOCUMENT_FAILURES.inc()
             log.warning("ticket document of order %s not stored: %s", source.order.id, exc)
             tx.documents.mark_failed(source.order.id, str(exc))
             tx.commit()
             return False
-        tx.documents.mark_stored(source.order.id)
+        tx.documents.mark_stored(source.order.id, key)
         tx.commit()
     metrics.TICKET_DOCUMENTS_STORED.inc()
     return True
 
 
 def sweep_documents(
-    uow: DocumentUnitOfWorkFactory, store: DocumentStore, limit: int = 20, *, due_only: bool = True
+    uow: DocumentUnitOfWorkFactory,
+    store: DocumentStore,
+    renderer: DocumentRenderer,
+    limit: int = 20,
+    *,
+    due_only: bool = True,
 ) -> int:
     """Store up to `limit` due documents; stops at the first failure (the store looks down).
     Returns how many were stored."""
     stored = 0
     for _ in range(limit):
-        outcome = store_document(uow, store, due_only=due_only)
+        outcome = store_document(uow, store, renderer, due_only=due_only)
         if not outcome:
             break
         stored += 1
     return stored
 
 
-class DocumentSweeper:
-    """A daemon thread that retries pending ticket documents every `interval` seconds. Started
-    on the first request (`ensure_started`), never at import: it belongs to the serving process."""
+class DocumentWorker:
+    """A daemon thread that renders and stores pending ticket documents: woken by `kick()` after
+    each commit that made or changed an order, and sweeping every `interval` seconds for
+    documents left behind (S3 down, a crash, another instance). Started on first use, never at
+    import: it belongs to the serving process."""
 
     def __init__(
-        self, uow: DocumentUnitOfWorkFactory, store: DocumentStore, interval: float
+        self,
+        uow: DocumentUnitOfWorkFactory,
+        store: DocumentStore,
+        renderer: DocumentRenderer,
+        interval: float,
+        batch: int = 50,
     ) -> None:
         self._uow = uow
         self._store = store
+        self._renderer = renderer
         self._interval = interval
+        self._batch = batch
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
     def ensure_started(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._stop.clear()
                 self._thread = threading.Thread(
-                    target=self._run, name="ticket-document-sweeper", daemon=True
+                    target=self._run, name="ticket-document-worker", daemon=True
                 )
                 self._thread.start()
 
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                sweep_documents(self._uow, self._store)
-            except Exception:  # the database may be down: try again next interval
-                log.exception("ticket document sweep failed")
+    def kick(self) -> None:
+        """Called after a commit that made or cancelled an order. Cheap; never raises."""
+        try:
+            self.ensure_started()
+            self._wake.set()
+        except Exception:  # a notification must never fail the request
+            log.exception("ticket document worker: could not wake it")
 
-    def stop(self) -> None:
+    def run_forever(self) -> None:
+        """The worker's loop in the calling thread, until `stop()` (`python -m
+        boxoffice.documents`)."""
+        self._stop.clear()
+        self._run()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                # Drain: full batches mean more may be due.
+                while (
+                    sweep_documents(self._uow, self._store, self._renderer, self._batch)
+                    == self._batch
+                    and not self._stop.is_set()
+                ):
+                    pass
+            except Exception:  # the database may be down: try again next interval
+                log.exception("ticket document pass failed")
+            self._wake.wait(self._interval)
+
+    def stop(self, timeout: float = 10) -> None:
         self._stop.set()
+        self._wake.set()
         thread = self._thread
-        if thread is not None:
-            thread.join(timeout=10)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
 
 
 # -- the customer's view (create_booking: GET /bookings, GET /bookings/{id}) ---------------------

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from boxoffice.domain.bookings import Booking, StoredResponse
 from boxoffice.domain.catalogue import Event, EventQuery, Venue
+from boxoffice.domain.checkins import CheckInSummary, ScanAttempt, ScanRecord
 from boxoffice.domain.customers import Customer, Profile
 from boxoffice.domain.orders import BookingEvent, DocumentSource, NewTicket, Order, Outcome
 from boxoffice.domain.waiting_room import AdmissionClaims, Line, LineState, Place, QueueSettings
@@ -220,7 +221,10 @@ class DocumentRepository(Protocol):
         SKIP LOCKED; with the data its document shows."""
         ...
 
-    def mark_stored(self, order_id: uuid.UUID) -> None: ...
+    def mark_stored(self, order_id: uuid.UUID, key: str) -> None:
+        """The document is in the store under `key` (which becomes the order's document key)."""
+        ...
+
     def mark_failed(self, order_id: uuid.UUID, error: str) -> None:
         """Count the failed attempt and push the next try back (exponential, capped)."""
         ...
@@ -241,7 +245,7 @@ class DocumentUnitOfWorkFactory(Protocol):
 class DocumentStore(Protocol):
     """Object storage for ticket documents (S3)."""
 
-    def put(self, key: str, body: bytes) -> None:
+    def put(self, key: str, body: bytes, content_type: str) -> None:
         """Store `body` under `key`; raises DocumentStoreError when it could not."""
         ...
 
@@ -252,6 +256,41 @@ class DocumentStore(Protocol):
 
 class DocumentStoreError(Exception):
     """The document store refused or could not be reached."""
+
+
+class DocumentRenderer(Protocol):
+    """Turns an order's data into its ticket document (`boxoffice.adapters.ticket_pdf`)."""
+
+    content_type: str
+
+    def render(self, source: DocumentSource) -> bytes: ...
+
+
+# -- check-in (check_in) --------------------------------------------------------------------------
+
+
+class CheckInRepository(Protocol):
+    """Admissions at the door; exactly once per ticket, guarded in SQL (db/migrations/V6)."""
+
+    def check_in(self, scan: ScanAttempt) -> ScanRecord:
+        """Apply one scan (its booking share-locked until commit) and say what it did."""
+        ...
+
+    def summary(self, event_id: uuid.UUID) -> CheckInSummary | None:
+        """Issued and admitted tickets of the event; None when there is no such event."""
+        ...
+
+
+class CheckInUnitOfWork(Protocol):
+    @property
+    def checkins(self) -> CheckInRepository: ...
+    def commit(self) -> None: ...
+
+
+class CheckInUnitOfWorkFactory(Protocol):
+    def __call__(self, *, one_statement: bool = False) -> AbstractContextManager[CheckInUnitOfWork]:
+        """A transaction; with `one_statement`, for a single statement (committed by itself)."""
+        ...
 
 
 # -- the waiting room (waiting_room, the admission controller) ----------------------------------

@@ -266,6 +266,23 @@ TICKET_DOCUMENTS_STORED = Counter(
     "Ticket documents stored in S3.",
     registry=REGISTRY,
 )
+TICKET_DOCUMENT_RENDER = Histogram(
+    "boxoffice_ticket_document_render_cpu_seconds",
+    "CPU time to render one ticket document (PDF, one page per ticket with its QR code).",
+    buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0),
+    registry=REGISTRY,
+)
+
+
+# Check-in (check_in).
+TICKETS_CHECKED_IN = Counter(
+    "boxoffice_tickets_checked_in",
+    "Scans at the door by outcome (admitted, replayed, already_checked_in, ticket_cancelled, "
+    "wrong_event, ticket_not_found, invalid_ticket_code) and mode (online: POST /checkins; "
+    "offline: uploaded by POST /checkins/batch).",
+    ["outcome", "mode"],
+    registry=REGISTRY,
+)
 
 
 class _Exposition:

@@ -6,6 +6,7 @@ from typing import Any
 
 from boxoffice.domain.bookings import Booking
 from boxoffice.domain.catalogue import Event, Venue
+from boxoffice.domain.checkins import CheckInSummary, ScanResult
 from boxoffice.domain.customers import Customer
 from boxoffice.domain.orders import Order
 from boxoffice.domain.waiting_room import Line, PlaceView
@@ -84,6 +85,40 @@ def booking_with_order_json(
     body = booking_json(booking)
     body["order"] = order_json(order, document_url) if order is not None else None
     return body
+
+
+def scan_json(result: ScanResult) -> dict[str, Any]:
+    """One scan's result: for an admission, the ticket and the admission; for a refusal (batch
+    items), its outcome slug and detail, and for `already-checked-in` the first admission."""
+    r = result.record
+    a = r.admission
+    return {
+        "scanId": str(result.scan_id),
+        "outcome": r.outcome.value,
+        "admitted": r.outcome.admits,
+        "detail": result.detail,
+        "ticketId": str(result.ticket_id) if result.ticket_id else None,
+        "ticketEventId": str(r.ticket_event_id) if r.ticket_event_id else None,
+        "seq": r.seq,
+        "quantity": r.quantity,
+        "holder": r.holder,
+        "checkIn": (
+            {"at": a.at.isoformat(), "gate": a.gate, "offline": a.offline, "scanId": str(a.scan_id)}
+            if a is not None
+            else None
+        ),
+    }
+
+
+def summary_json(summary: CheckInSummary) -> dict[str, Any]:
+    return {
+        "eventId": str(summary.event_id),
+        "issued": summary.issued,
+        "admitted": summary.admitted,
+        "notYetAdmitted": max(summary.issued - summary.admitted, 0),
+        "offlineConflicts": summary.offline_conflicts,
+        "gates": [{"gate": g, "admitted": n} for g, n in summary.by_gate],
+    }
 
 
 def line_json(line: Line) -> dict[str, Any]:

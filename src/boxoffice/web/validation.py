@@ -113,15 +113,18 @@ def body_datetime(value: str, field: str) -> datetime:
     return parsed
 
 
-def json_body(request: Request, schema_name: str) -> dict[str, Any]:
-    """The request's JSON body, validated against `components.schemas[schema_name]`."""
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise errors.PayloadTooLarge(f"request body is larger than {MAX_BODY_BYTES} bytes")
+def json_body(
+    request: Request, schema_name: str, max_bytes: int = MAX_BODY_BYTES
+) -> dict[str, Any]:
+    """The request's JSON body (at most `max_bytes`), validated against
+    `components.schemas[schema_name]`."""
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise errors.PayloadTooLarge(f"request body is larger than {max_bytes} bytes")
     if request.mimetype != "application/json":
         raise errors.UnsupportedMediaType("send the body as application/json")
     raw = request.get_data(cache=True)
-    if len(raw) > MAX_BODY_BYTES:
-        raise errors.PayloadTooLarge(f"request body is larger than {MAX_BODY_BYTES} bytes")
+    if len(raw) > max_bytes:
+        raise errors.PayloadTooLarge(f"request body is larger than {max_bytes} bytes")
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:

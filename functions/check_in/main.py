@@ -1,0 +1,98 @@
+"""check_in: tickets at the door. Scan a code, admit its ticket exactly once.
+
+Routes: POST /checkins and POST /checkins/batch (offline uploads) (role `scanner`);
+GET /events/{eventId}/checkins/summary (`scanner` or `admin`); GET /.well-known/ticket-keys
+(public: the JWKS of the keys whose codes are accepted, for gates that verify offline).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import functions_framework
+from flask import Request, Response
+
+from boxoffice.bootstrap import container
+from boxoffice.domain.checkins import Scan, Station
+from boxoffice.domain.identity import SCANNER_ROLE
+from boxoffice.services import checkins
+from boxoffice.web import validation as v
+from boxoffice.web.app import FunctionApp, RequestContext, json_response
+from boxoffice.web.render import scan_json, summary_json
+
+PRIVATE = {"Cache-Control": "private, no-store"}
+KEYS_MAX_AGE = 300
+BATCH_MAX_BYTES = 256 * 1024
+
+
+def _ready() -> None:
+    c = container()
+    c.ticket_keys  # noqa: B018 - raises ConfigurationError (503) when no key is configured
+    c.database.ping()
+
+
+app = FunctionApp(
+    "check_in",
+    authenticate=lambda request: container().authenticate(request),
+    readiness=_ready,
+    problem_base=lambda: container().settings.problem_base_uri,
+)
+
+
+def _station(ctx: RequestContext, body: dict[str, Any]) -> Station:
+    principal = ctx.principal(SCANNER_ROLE)
+    return Station(uuid.UUID(body["eventId"]), body["gate"], principal.subject)
+
+
+@app.route("/checkins", methods=["POST"])
+def check_in(ctx: RequestContext) -> Response:
+    principal = ctx.principal(SCANNER_ROLE)
+    body = v.json_body(ctx.request, "CheckInInput")
+    station = Station(uuid.UUID(body["eventId"]), body["gate"], principal.subject)
+    scan = Scan(body["code"], uuid.UUID(body["scanId"]))
+    c = container()
+    result = checkins.check_in(c.checkin_uow, c.ticket_keys, station, scan)
+    if not result.outcome.admits:
+        raise checkins.refusal(result)
+    return json_response(scan_json(result), 200, PRIVATE)
+
+
+@app.route("/checkins/batch", methods=["POST"])
+def upload(ctx: RequestContext) -> Response:
+    ctx.principal(SCANNER_ROLE)
+    body = v.json_body(ctx.request, "CheckInBatchInput", BATCH_MAX_BYTES)
+    station = _station(ctx, body)
+    scans = [
+        Scan(s["code"], uuid.UUID(s["scanId"]), v.body_datetime(s["scannedAt"], "scannedAt"))
+        for s in body["scans"]
+    ]
+    c = container()
+    results = checkins.upload(c.checkin_uow, c.ticket_keys, station, scans)
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.outcome.value] = counts.get(r.outcome.value, 0) + 1
+    payload = {"results": [scan_json(r) for r in results], "counts": counts}
+    return json_response(payload, 200, PRIVATE)
+
+
+@app.route("/events/<event_id>/checkins/summary", methods=["GET"])
+def summary(ctx: RequestContext, event_id: str) -> Response:
+    principal = ctx.principal()
+    if not principal.is_admin:
+        ctx.principal(SCANNER_ROLE)
+    found = checkins.summary(container().checkin_uow, v.parse_uuid(event_id, "eventId"))
+    return json_response(summary_json(found), 200, PRIVATE)
+
+
+@app.route("/.well-known/ticket-keys", methods=["GET"])
+def ticket_keys(ctx: RequestContext) -> Response:
+    headers = {"Cache-Control": f"public, max-age={KEYS_MAX_AGE}"}
+    response = json_response(container().ticket_keys.jwks(), 200, headers)
+    response.mimetype = "application/jwk-set+json"
+    return response
+
+
+@functions_framework.http
+def handler(request: Request) -> Response:
+    return app.handle(request)
