@@ -10,10 +10,11 @@
 : "${BOXOFFICE_CONSUME_ORDER_PORT:=28084}"
 : "${BOXOFFICE_HOUSEKEEPING_PORT:=28089}"
 : "${BOXOFFICE_CHECK_IN_PORT:=28087}"
+: "${BOXOFFICE_WAITING_ROOM_PORT:=28088}"
 : "${BOXOFFICE_FUNCTION_THREADS:=8}"
 : "${BOXOFFICE_FUNCTION_WORKERS:=$(nproc 2>/dev/null || echo 1)}"
 
-BX_FUNCTIONS=(get_event get_customer create_booking consume_order check_in housekeeping)
+BX_FUNCTIONS=(get_event get_customer create_booking consume_order check_in housekeeping waiting_room)
 
 fn_port() { local v="BOXOFFICE_${1^^}_PORT"; echo "${!v}"; }
 fn_present() { grep -qs '^def handler' "$BX_ROOT/functions/$1/main.py"; }

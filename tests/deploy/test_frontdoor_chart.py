@@ -39,6 +39,7 @@ HOSTS = {
     "get_customer": "get-customer.boxoffice.svc.cluster.local",
     "create_booking": "create-booking.boxoffice.svc.cluster.local",
     "check_in": "check-in.boxoffice.svc.cluster.local",
+    "waiting_room": "waiting-room.boxoffice.svc.cluster.local",
 }
 Render = Callable[[Path | None], str]
 
@@ -301,6 +302,7 @@ def cluster_frontdoor(render: Render) -> Iterator[str]:
         ("/venues/v1", "get_event"),
         ("/customers/me", "get_customer"),
         ("/bookings/b1", "create_booking"),
+        ("/events/e1/queue/me", "waiting_room"),
     ],
 )
 def test_the_cluster_front_door_reaches_each_function_through_kourier_by_its_host(
