@@ -281,7 +281,17 @@ step_keycloak() {
 }
 
 step_secrets() {
-  step "ticket signing key (Ed25519) and ticket public keys"
+  step "ticket signing key (Ed25519) and ticket public keys; admission key pair"
+  # The waiting room's Ed25519 pair (ADR 14): the 32-byte seed and public key, base64url, cut
+  # from OpenSSL's DER encodings (the raw key is their last 32 bytes).
+  local der seed pub
+  der=$(mktemp)
+  openssl genpkey -algorithm ed25519 -outform DER -out "$der"
+  seed=$(tail -c 32 "$der" | base64 | tr '+/' '-_' | tr -d '=\n')
+  pub=$(openssl pkey -inform DER -in "$der" -pubout -outform DER | tail -c 32 | base64 | tr '+/' '-_' | tr -d '=\n')
+  rm -f "$der"
+  secret_once "$APP_NS" boxoffice-admission-keys \
+    --from-literal=signing-key="$seed" --from-literal=verify-keys="$pub"
   # A new key pair the first time (or when an install from before signed tickets left an HMAC key
   # and no public keys): the private key (PKCS#8 PEM) in the Secret consume_order reads, its raw
   # public key (base64url) in the ConfigMap check_in reads and publishes. Rotation: README.

@@ -1,4 +1,4 @@
--- Check-in at the door (check_in function). See docs/adr/0011-tickets-and-check-in.md.
+-- Check-in at the door (check_in function). See docs/adr/0015-tickets-and-check-in.md.
 --
 -- Exactly once: a ticket is admitted at most once because `check_in.ticket_id` is its primary key
 -- and the only writer, check_in_ticket() below, inserts with ON CONFLICT DO NOTHING: of two gates

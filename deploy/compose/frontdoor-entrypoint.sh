@@ -17,9 +17,11 @@ sed -e "s|@DIR@|$dir|g" -e "s|@LOG@|/dev/stderr|g" \
   -e "s|@GET_EVENT_ADDR@|${GET_EVENT_ADDR:-get_event:8080}|g" \
   -e "s|@GET_CUSTOMER_ADDR@|${GET_CUSTOMER_ADDR:-get_customer:8080}|g" \
   -e "s|@CREATE_BOOKING_ADDR@|${CREATE_BOOKING_ADDR:-create_booking:8080}|g" \
+  -e "s|@WAITING_ROOM_ADDR@|${WAITING_ROOM_ADDR:-waiting_room:8080}|g" \
   -e 's|@GET_EVENT_HOST@|$http_host|g' -e 's|@GET_CUSTOMER_HOST@|$http_host|g' \
   -e 's|@CREATE_BOOKING_HOST@|$http_host|g' -e 's|@CHECK_IN_HOST@|$http_host|g' \
   -e "s|@CHECK_IN_ADDR@|${CHECK_IN_ADDR:-check_in:8080}|g" \
+  -e 's|@WAITING_ROOM_HOST@|$http_host|g' \
   -e "s|@PROBLEM_BASE@|${BOXOFFICE_PROBLEM_BASE_URI:-https://boxoffice.example/problems/}|g" \
   -e "s|@STOREFRONT_ROOT@|${STOREFRONT_ROOT:-/usr/share/boxoffice/storefront}|g" \
   -e "s|@STOREFRONT_URL@|${STOREFRONT_URL:-http://localhost:28000}|g" \

@@ -1,7 +1,8 @@
 """create_booking: book tickets, and read, list and cancel your bookings.
 
-Routes (role `customer`): POST /bookings (header Idempotency-Key required), GET /bookings,
-GET /bookings/{bookingId} (admins: any booking), DELETE /bookings/{bookingId}.
+Routes (role `customer`): POST /bookings (header Idempotency-Key required; Admission-Token too
+for an event in queue mode), GET /bookings, GET /bookings/{bookingId} (admins: any booking),
+DELETE /bookings/{bookingId}.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import functions_framework
 from flask import Request, Response
 
 from boxoffice import errors
+from boxoffice.adapters.admission_tokens import HEADER as ADMISSION_HEADER
 from boxoffice.bootstrap import container, function_app
 from boxoffice.domain.bookings import (
     DEFAULT_PAGE_SIZE,
@@ -36,6 +38,8 @@ PRIVATE = {"Cache-Control": "private, no-store"}
 OUTCOMES: dict[type[errors.BoxofficeError], str] = {
     errors.SoldOut: "sold_out",
     errors.TicketLimitExceeded: "limit_exceeded",
+    errors.AdmissionRequired: "admission_required",
+    errors.AdmissionExpired: "admission_expired",
 }
 
 
@@ -54,13 +58,15 @@ def _book(ctx: RequestContext) -> Booked:
     principal = ctx.principal(CUSTOMER_ROLE)
     key = _idempotency_key(ctx.request)
     body = v.json_body(ctx.request, "BookingInput")
+    c = container()
+    token = ctx.request.headers.get(ADMISSION_HEADER)
     request = bookings.BookingRequest(
         event_id=uuid.UUID(body["eventId"]),
         quantity=body["ticketCount"],
         idempotency_key=key,
         request_hash=request_hash("POST", "/bookings", body),
+        admission=c.admission_verifier.verify(token) if token is not None else None,
     )
-    c = container()
     return bookings.create_booking(
         c.bookings, c.outbox_notifier, c.booking_policy, principal, request
     )

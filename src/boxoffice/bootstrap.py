@@ -24,17 +24,20 @@ from boxoffice.web.app import FunctionApp
 from boxoffice.web.auth import bearer_token
 
 if TYPE_CHECKING:  # imported on first use below (kafka-python, boto3, fpdf2 are slow to import)
+    from boxoffice.adapters.admission_tokens import AdmissionSigner, AdmissionVerifier
     from boxoffice.adapters.housekeeping import PostgresHousekeeping
     from boxoffice.adapters.kafka import KafkaEventPublisher
     from boxoffice.adapters.postgres_bookings import PostgresBookingStore
     from boxoffice.adapters.postgres_checkins import CheckInUnitOfWorks
     from boxoffice.adapters.postgres_orders import OrderUnitOfWorks, PostgresOrderStore
+    from boxoffice.adapters.postgres_waiting_room import PostgresWaitingRoom
     from boxoffice.adapters.s3 import S3DocumentStore
     from boxoffice.domain.tickets import TicketKeys, TicketSigner
     from boxoffice.services.bookings import BookingPolicy
     from boxoffice.services.housekeeping import Policy as HousekeepingPolicy
     from boxoffice.services.orders import DocumentWorker
     from boxoffice.services.relay import BackgroundRelay, OutboxRelay
+    from boxoffice.services.waiting_room import AdmissionPolicy, LineCache
 
 
 class Container:
@@ -72,6 +75,41 @@ class Container:
         from boxoffice.services.bookings import BookingPolicy  # noqa: PLC0415 - lazy
 
         return BookingPolicy.from_settings(self.settings)
+
+    @functools.cached_property
+    def admission_verifier(self) -> AdmissionVerifier:
+        """Checks admission tokens (create_booking); ConfigurationError (503) without keys."""
+        from boxoffice.adapters.admission_tokens import AdmissionVerifier  # noqa: PLC0415
+
+        return AdmissionVerifier(self.settings.admission_verify_keys)
+
+    # -- the waiting room (waiting_room, python -m boxoffice.admission) -------------------------
+
+    @functools.cached_property
+    def waiting_room(self) -> PostgresWaitingRoom:
+        from boxoffice.adapters.postgres_waiting_room import PostgresWaitingRoom  # noqa: PLC0415
+
+        return PostgresWaitingRoom(self.database)
+
+    @functools.cached_property
+    def line_cache(self) -> LineCache:
+        """Public line status, reused for a second per process."""
+        from boxoffice.services.waiting_room import LineCache  # noqa: PLC0415 - lazy
+
+        return LineCache(lambda: self.waiting_room)
+
+    @functools.cached_property
+    def admission_signer(self) -> AdmissionSigner:
+        """Signs admission tokens (waiting_room); ConfigurationError (503) without its key."""
+        from boxoffice.adapters.admission_tokens import AdmissionSigner  # noqa: PLC0415
+
+        return AdmissionSigner(self.settings.admission_signing_key)
+
+    @functools.cached_property
+    def admission_policy(self) -> AdmissionPolicy:
+        from boxoffice.services.waiting_room import AdmissionPolicy  # noqa: PLC0415 - lazy
+
+        return AdmissionPolicy.from_settings(self.settings)
 
     @functools.cached_property
     def token_verifier(self) -> JwtVerifier:

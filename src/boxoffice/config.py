@@ -89,6 +89,28 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
         "1",
         "How long an open circuit breaker fails fast before one trial call.",
     ),
+    # The waiting room (waiting_room, the admission controller, create_booking; ADR 14).
+    "BOXOFFICE_ADMISSION_SIGNING_KEY": (
+        "",
+        "waiting_room: Ed25519 private key (32 bytes, base64url) that signs admission tokens.",
+    ),
+    "BOXOFFICE_ADMISSION_VERIFY_KEYS": (
+        "",
+        "create_booking: Ed25519 public keys (base64url, comma-separated) of admission tokens.",
+    ),
+    "BOXOFFICE_ADMISSION_TICK_SECONDS": (
+        "1",
+        "Admission controller: seconds between advances of the serving counters.",
+    ),
+    "BOXOFFICE_BOOKING_CAPACITY_PER_SECOND": (
+        "200",
+        "Sustainable bookings/s of the purchase path (measured with make bench): the base of "
+        "the automatic admission rate.",
+    ),
+    "BOXOFFICE_ADMISSION_SAFETY_FACTOR": (
+        "0.5",
+        "Share of BOXOFFICE_BOOKING_CAPACITY_PER_SECOND that automatic queues admit (buyers/s).",
+    ),
     # The HTTP server of every function (boxoffice.web.server, docs/adr/0011-overload.md).
     "PORT": ("8080", "Port the function serves HTTP on (Knative and OpenFaaS set it)."),
     "WORKERS": ("1", "gunicorn worker processes (the local stack: one per CPU)."),
@@ -135,6 +157,17 @@ def _int(env: Mapping[str, str], name: str, minimum: int = 0) -> int:
         raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from exc
     if value < minimum:
         raise ConfigurationError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _decimal(env: Mapping[str, str], name: str) -> Decimal:
+    raw = _get(env, name)
+    try:
+        value = Decimal(raw)
+    except InvalidOperation as exc:
+        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from exc
+    if not value.is_finite() or value <= 0:
+        raise ConfigurationError(f"{name} must be a positive number, got {raw!r}")
     return value
 
 
@@ -192,6 +225,11 @@ class Settings:
     prune_batch_size: int = 1000
     ticket_public_keys: str = ""
     ticket_document_worker: str = "thread"
+    admission_signing_key: str = ""
+    admission_verify_keys: str = ""
+    admission_tick_seconds: float = 1.0
+    booking_capacity_per_second: Decimal = Decimal(200)
+    admission_safety_factor: Decimal = Decimal("0.5")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -236,6 +274,11 @@ class Settings:
             ticket_document_worker=_choice(
                 e, "BOXOFFICE_TICKET_DOCUMENT_WORKER", ("thread", "off")
             ),
+            admission_signing_key=_get(e, "BOXOFFICE_ADMISSION_SIGNING_KEY"),
+            admission_verify_keys=_get(e, "BOXOFFICE_ADMISSION_VERIFY_KEYS"),
+            admission_tick_seconds=_seconds(e, "BOXOFFICE_ADMISSION_TICK_SECONDS"),
+            booking_capacity_per_second=_decimal(e, "BOXOFFICE_BOOKING_CAPACITY_PER_SECOND"),
+            admission_safety_factor=_decimal(e, "BOXOFFICE_ADMISSION_SAFETY_FACTOR"),
         )
 
 

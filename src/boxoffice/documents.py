@@ -3,7 +3,7 @@
 consume_order renders and stores ticket PDFs in a background thread of its own process by
 default. With `BOXOFFICE_TICKET_DOCUMENT_WORKER=off` it leaves them pending, and this process
 (or several: documents are claimed with SKIP LOCKED) renders and stores them instead, so the
-rendering CPU is not taken from the function's request threads (docs/adr/0011). It reads the
+rendering CPU is not taken from the function's request threads (docs/adr/0015). It reads the
 same environment as consume_order and checks for due documents every `--interval` seconds.
 
     python -m boxoffice.documents                # run until SIGTERM/SIGINT

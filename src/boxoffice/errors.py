@@ -144,6 +144,23 @@ class BookingNotCancellable(Conflict):
     title = "Booking cannot be cancelled"
 
 
+class AdmissionRequired(BoxofficeError):
+    """The event sells through its waiting room and the booking carries no valid admission of
+    this customer for this event (none, forged, for another event or customer)."""
+
+    slug = "admission-required"
+    status = 403
+    title = "Admission from the waiting room required"
+
+
+class AdmissionExpired(BoxofficeError):
+    """The buyer's admission window has ended; its seats went back to the line."""
+
+    slug = "admission-expired"
+    status = 403
+    title = "Admission expired"
+
+
 class IdempotencyKeyInUse(Conflict):
     slug = "idempotency-key-in-use"
     title = "A request with this Idempotency-Key is still being processed"

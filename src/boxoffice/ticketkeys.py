@@ -7,7 +7,7 @@
 The private key (base64url of its 32-byte seed) goes into BOXOFFICE_TICKET_SIGNING_KEY of
 consume_order only (a Secret, never an image); the public keys of every key whose tickets must
 still verify go into BOXOFFICE_TICKET_PUBLIC_KEYS of check_in. Rotation and retirement: README
-("Ticket keys") and docs/adr/0011-tickets-and-check-in.md.
+("Ticket keys") and docs/adr/0015-tickets-and-check-in.md.
 """
 
 from __future__ import annotations

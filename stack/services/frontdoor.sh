@@ -1,10 +1,10 @@
 # shellcheck shell=bash
 # The front door: nginx from Debian packages, our own process (not the Debian service), one base URL
 # for the API on http://127.0.0.1:$BOXOFFICE_FRONTDOOR_PORT that routes by path to the functions:
-# /events, /venues -> get_event; /customers -> get_customer; /bookings -> create_booking;
-# /checkins, /events/{id}/checkins/..., /.well-known/ticket-keys -> check_in; everything else is the
-# storefront (the buyer's web page: storefront/public, served as it is; docs/adr/0016-storefront.md),
-# signing in with the local Keycloak's `boxoffice-storefront` client.
+# /events, /venues -> get_event; /events/{id}/queue -> waiting_room; /customers -> get_customer;
+# /bookings -> create_booking; /checkins, /events/{id}/checkins/..., /.well-known/ticket-keys -> check_in;
+# everything else is the storefront (the buyer's web page: storefront/public, served as it is;
+# docs/adr/0016-storefront.md), signing in with the local Keycloak's `boxoffice-storefront` client.
 # Config rendered from stack/frontdoor/nginx.conf.tmpl into $BX_STATE/frontdoor/nginx.conf (checked
 # with `nginx -t`); access and error log: $BX_STATE/logs/frontdoor.log; the catalogue cache, temp
 # files and pid live in $BX_STATE/frontdoor (`stack/boxo down --purge` deletes them). Each function
@@ -38,9 +38,11 @@ _fd_render() {
     -e "s|@GET_EVENT_ADDR@|$BX_HOST:$(fn_port get_event)|g" \
     -e "s|@GET_CUSTOMER_ADDR@|$BX_HOST:$(fn_port get_customer)|g" \
     -e "s|@CREATE_BOOKING_ADDR@|$BX_HOST:$(fn_port create_booking)|g" \
+    -e "s|@WAITING_ROOM_ADDR@|$BX_HOST:$(fn_port waiting_room)|g" \
     -e 's|@GET_EVENT_HOST@|$http_host|g' -e 's|@GET_CUSTOMER_HOST@|$http_host|g' \
     -e 's|@CREATE_BOOKING_HOST@|$http_host|g' -e 's|@CHECK_IN_HOST@|$http_host|g' \
     -e "s|@CHECK_IN_ADDR@|$BX_HOST:$(fn_port check_in)|g" \
+    -e 's|@WAITING_ROOM_HOST@|$http_host|g' \
     -e "s|@PROBLEM_BASE@|$BOXOFFICE_PROBLEM_BASE_URI|g" \
     -e "s|@STOREFRONT_ROOT@|$BX_ROOT/storefront/public|g" -e "s|@STOREFRONT_URL@|$(frontdoor_url)|g" \
     -e "s|@STOREFRONT_CLIENT_ID@|$BX_FD_STOREFRONT_CLIENT|g" \
@@ -77,7 +79,7 @@ frontdoor_after_start() {
 frontdoor_stop() { bx_stop_pid frontdoor 10; }
 
 frontdoor_status_line() {
-  echo "$(frontdoor_url) storefront=$(frontdoor_url)/ /events,/venues->get_event /customers->get_customer /bookings->create_booking /checkins->check_in log=$(bx_log_file frontdoor)"
+  echo "$(frontdoor_url) storefront=$(frontdoor_url)/ /events,/venues->get_event /events/*/queue->waiting_room /customers->get_customer /bookings->create_booking /checkins->check_in log=$(bx_log_file frontdoor)"
 }
 
 frontdoor_env() {

@@ -10,10 +10,11 @@
 : "${BOXOFFICE_CONSUME_ORDER_PORT:=28084}"
 : "${BOXOFFICE_HOUSEKEEPING_PORT:=28089}"
 : "${BOXOFFICE_CHECK_IN_PORT:=28087}"
+: "${BOXOFFICE_WAITING_ROOM_PORT:=28088}"
 : "${BOXOFFICE_FUNCTION_THREADS:=8}"
 : "${BOXOFFICE_FUNCTION_WORKERS:=$(nproc 2>/dev/null || echo 1)}"
 
-BX_FUNCTIONS=(get_event get_customer create_booking consume_order check_in housekeeping)
+BX_FUNCTIONS=(get_event get_customer create_booking consume_order check_in housekeeping waiting_room)
 
 fn_port() { local v="BOXOFFICE_${1^^}_PORT"; echo "${!v}"; }
 fn_present() { grep -qs '^def handler' "$BX_ROOT/functions/$1/main.py"; }
@@ -31,6 +32,9 @@ fn_start() {
   (
     eval "$(bx_env)"
     export PORT=$port THREADS=$BOXOFFICE_FUNCTION_THREADS WORKERS=$BOXOFFICE_FUNCTION_WORKERS
+    # Ticket PDFs are rendered by the stack's own document worker process (documents.sh).
+    [[ $fn != consume_order ]] ||
+      export BOXOFFICE_TICKET_DOCUMENT_WORKER=${BOXOFFICE_TICKET_DOCUMENT_WORKER:-off}
     cd "$BX_ROOT/functions/$fn"
     bx_start_bg "$fn" "$BX_ROOT/.venv/bin/python" -m boxoffice.web.server --source main.py \
       --host "$BX_HOST" --port "$port"

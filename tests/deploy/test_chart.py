@@ -17,7 +17,15 @@ from boxoffice.config import ENV_VARS
 from boxoffice.web.app import LIVENESS_PATHS, READINESS_PATHS
 from deploy.conftest import CHART, ROOT, VALUES_FILES, Tools, docs
 
-FUNCTIONS = ("get_event", "get_customer", "create_booking", "consume_order", "check_in", "housekeeping")
+FUNCTIONS = (
+    "get_event",
+    "get_customer",
+    "create_booking",
+    "consume_order",
+    "check_in",
+    "housekeeping",
+    "waiting_room",
+)
 IDS = [p.name if p else "default" for p in VALUES_FILES]
 Render = Callable[[Path | None], str]
 
@@ -341,7 +349,11 @@ def test_pool_covers_gunicorn_threads(render: Render, values: Path | None) -> No
 @pytest.mark.parametrize("values", VALUES_FILES, ids=IDS)
 def test_pod_monitor_selects_every_function_pod(render: Render, values: Path | None) -> None:
     rendered = render(values)
-    (monitor,) = [d for d in docs(rendered) if d["kind"] == "PodMonitor"]
+    (monitor,) = [
+        d
+        for d in docs(rendered)
+        if d["kind"] == "PodMonitor" and d["metadata"]["name"] == "boxoffice-functions"
+    ]
     selector = monitor["spec"]["selector"]["matchLabels"]
     (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
     assert endpoint["path"] == "/metrics"

@@ -32,7 +32,14 @@ from boxoffice.config import ENV_VARS
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
-FUNCTIONS = ("get_event", "get_customer", "create_booking", "consume_order", "check_in")
+FUNCTIONS = (
+    "get_event",
+    "get_customer",
+    "create_booking",
+    "consume_order",
+    "check_in",
+    "waiting_room",
+)
 OFFICIAL_IMAGES = {
     "postgres",
     "apache/kafka",
@@ -251,7 +258,7 @@ def compose_frontdoor(model: dict[str, Any]) -> Iterator[str]:
     if not Path(nginx).exists():
         pytest.fail("nginx is not installed: `stack/boxo up` installs it (front door)")
     addr = {}
-    for fn in ("get_event", "get_customer", "create_booking", "check_in"):
+    for fn in ("get_event", "get_customer", "create_booking", "check_in", "waiting_room"):
         url = os.environ.get(f"BOXOFFICE_{fn.upper()}_URL", "")
         if not url:
             pytest.fail(f"BOXOFFICE_{fn.upper()}_URL is not set: run with the stack's env")
@@ -308,6 +315,7 @@ def compose_frontdoor(model: dict[str, Any]) -> Iterator[str]:
         ("/venues/7e0e0000-0000-4000-8000-000000000002", 200),
         ("/customers/me", 401),
         ("/bookings", 401),
+        ("/events/e0e00000-0000-4000-8000-000000000001/queue/me", 401),
         ("/nowhere", 404),
     ],
 )

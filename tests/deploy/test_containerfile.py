@@ -35,7 +35,14 @@ def test_image_invariants() -> None:
         assert env in text, env
     assert "deploy/container-entrypoint.sh /usr/local/bin/boxoffice-entrypoint" in text
     assert 'ENTRYPOINT ["/usr/local/bin/boxoffice-entrypoint"]' in text
-    for fn in ("get_event", "get_customer", "create_booking", "consume_order", "check_in", "housekeeping"):
+    for fn in (
+        "get_event",
+        "get_customer",
+        "create_booking",
+        "consume_order",
+        "check_in",
+        "housekeeping",
+    ):
         assert fn in text
         assert (ROOT / "functions" / fn / "main.py").is_file()
 

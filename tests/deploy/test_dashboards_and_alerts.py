@@ -129,6 +129,9 @@ def _metric_sources() -> dict[str, str]:
     # The KafkaSource-contract dispatcher runs once consume_order does (services/dispatcher.sh).
     if "consume_order" in sources and (ROOT / "stack" / "services" / "dispatcher.sh").exists():
         sources["dispatcher"] = f"{_env('BOXOFFICE_DISPATCHER_URL')}/metrics"
+    # The admission controller runs once waiting_room does (services/admission.sh).
+    if "waiting_room" in sources and (ROOT / "stack" / "services" / "admission.sh").exists():
+        sources["admission"] = f"{_env('BOXOFFICE_ADMISSION_URL')}/metrics"
     return sources
 
 

@@ -38,8 +38,12 @@ HOSTS = {
     "get_event": "get-event.boxoffice.svc.cluster.local",
     "get_customer": "get-customer.boxoffice.svc.cluster.local",
     "create_booking": "create-booking.boxoffice.svc.cluster.local",
+    "check_in": "check-in.boxoffice.svc.cluster.local",
+    "waiting_room": "waiting-room.boxoffice.svc.cluster.local",
 }
 Render = Callable[[Path | None], str]
+STOREFRONT_ROOT = "/usr/share/boxoffice/storefront"
+STOREFRONT_FILES = ROOT / "storefront" / "public"
 
 
 def _frontdoor(rendered: str) -> dict[str, dict[str, Any]]:
@@ -156,9 +160,89 @@ def test_the_configmap_is_the_one_template_filled_in_for_the_cluster(render: Ren
             "PROBLEM_BASE": "https://boxoffice.example/problems/",
             **{f"{fn.upper()}_ADDR": KOURIER for fn in HOSTS},
             **{f"{fn.upper()}_HOST": host for fn, host in HOSTS.items()},
+            "STOREFRONT_ROOT": STOREFRONT_ROOT,
+            "STOREFRONT_URL": "http://127.0.0.1:8000",
+            "STOREFRONT_CLIENT_ID": "boxoffice-storefront",
+            "OIDC_ISSUER": "http://127.0.0.1:8180/realms/boxoffice",
+            "OIDC_ORIGIN": "http://127.0.0.1:8180",
         },
     )
     assert config == expected.rstrip("\n")
+
+
+def _storefront(rendered: str) -> dict[str, Any] | None:
+    found = [
+        d
+        for d in docs(rendered)
+        if d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "storefront"
+    ]
+    assert len(found) <= 1
+    return found[0] if found else None
+
+
+@pytest.mark.parametrize("values", VALUES_FILES, ids=IDS)
+def test_the_storefront_reaches_the_pods_byte_for_byte_where_nginx_serves_it(
+    render: Render, values: Path | None
+) -> None:
+    """storefront/public, each file a key of one ConfigMap, mounted back at its path under the
+    root the nginx configuration serves; a change of any file rolls the pods."""
+    rendered = render(values)
+    configmap = _storefront(rendered)
+    assert configmap is not None
+    files = {
+        str(p.relative_to(STOREFRONT_FILES)): p.read_text()
+        for p in sorted(STOREFRONT_FILES.rglob("*"))
+        if p.is_file()
+    }
+    assert {"index.html", "assets/app.js", "assets/vendor/oidc-client-ts.min.js"} <= set(files)
+    data = configmap["data"]
+    assert data == {path.replace("/", "__"): text for path, text in files.items()}
+    objects = _frontdoor(rendered)
+    pod = objects["Deployment"]["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == STOREFRONT_ROOT)
+    assert mount["readOnly"] is True
+    volume = next(v for v in pod["spec"]["volumes"] if v["name"] == mount["name"])
+    assert volume["configMap"]["name"] == configmap["metadata"]["name"]
+    assert {i["key"]: i["path"] for i in volume["configMap"]["items"]} == {
+        path.replace("/", "__"): path for path in files
+    }
+    assert f"root {STOREFRONT_ROOT};" in objects["ConfigMap"]["data"]["nginx.conf"]
+    annotations = pod["metadata"]["annotations"]
+    assert annotations["boxoffice.dev/storefront-sha256"]
+    assert sum(len(t.encode()) for t in data.values()) < 900_000  # a ConfigMap holds 1 MiB
+
+
+def test_the_storefront_signs_in_where_the_values_say_and_its_policy_names_that_origin(
+    render: Render,
+) -> None:
+    production = CHART / "examples" / "values-production.yaml"
+    config = _frontdoor(render(production))["ConfigMap"]["data"]["nginx.conf"]
+    settings = json.loads(re.search(r"return 200 '(\{\"issuer\".*?)';", config).group(1))  # type: ignore[union-attr]
+    assert settings == {
+        "issuer": "https://id.boxoffice.example/realms/boxoffice",
+        "clientId": "boxoffice-storefront",
+        "url": "https://boxoffice.example",
+    }
+    assert "connect-src 'self' https://id.boxoffice.example;" in config
+    assert "frame-src 'self' https://id.boxoffice.example;" in config
+    route = _frontdoor(render(production))["HTTPRoute"]
+    assert "boxoffice.example" in route["spec"]["hostnames"]
+
+
+def test_the_storefront_can_be_left_out(tools: Tools) -> None:
+    proc = subprocess.run(
+        [tools.helm, "template", "x", str(CHART), "--set", "frontdoor.storefront.enabled=false"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert _storefront(proc.stdout) is None
+    deployment = _frontdoor(proc.stdout)["Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert STOREFRONT_ROOT not in [m["mountPath"] for m in container["volumeMounts"]]
 
 
 def test_the_chart_refuses_a_front_door_to_a_disabled_function(tools: Tools) -> None:
@@ -254,6 +338,7 @@ def _cluster_frontdoor(config: str, kourier: str) -> Iterator[str]:
             .replace("/tmp/frontdoor", str(directory))  # noqa: S108
             .replace("/dev/stderr", str(directory / "frontdoor.log"))
             .replace("listen 8080;", f"listen 127.0.0.1:{port};")
+            .replace(STOREFRONT_ROOT, str(STOREFRONT_FILES))
         )
         (directory / "nginx.conf").write_text(local)
         args = [_nginx(), "-p", str(directory), "-e", str(directory / "frontdoor.log")]
@@ -300,6 +385,7 @@ def cluster_frontdoor(render: Render) -> Iterator[str]:
         ("/venues/v1", "get_event"),
         ("/customers/me", "get_customer"),
         ("/bookings/b1", "create_booking"),
+        ("/events/e1/queue/me", "waiting_room"),
     ],
 )
 def test_the_cluster_front_door_reaches_each_function_through_kourier_by_its_host(
@@ -310,6 +396,21 @@ def test_the_cluster_front_door_reaches_each_function_through_kourier_by_its_hos
     )
     assert response.status_code == 200, response.text
     assert response.json() == {"host": HOSTS[function], "path": path}
+
+
+def test_the_cluster_front_door_serves_the_storefront_itself(cluster_frontdoor: str) -> None:
+    """The pages and files from the mounted ConfigMap (here: the same files), never Kourier."""
+    before = len(_Kourier.seen)
+    page = requests.get(f"{cluster_frontdoor}/account/bookings", timeout=10)
+    assert page.status_code == 200
+    assert page.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert page.text == (STOREFRONT_FILES / "index.html").read_text()
+    script = requests.get(f"{cluster_frontdoor}/assets/app.js", timeout=10)
+    assert script.headers["Content-Type"] == "text/javascript; charset=utf-8"
+    assert script.text == (STOREFRONT_FILES / "assets" / "app.js").read_text()
+    settings = requests.get(f"{cluster_frontdoor}/config.json", timeout=10).json()
+    assert settings["url"] == "http://127.0.0.1:8000"
+    assert len(_Kourier.seen) == before
 
 
 def test_the_cluster_front_door_words_kourier_errors_and_its_own_as_problems(

@@ -715,6 +715,8 @@ def _started_frontdoor(directory: Path, upstreams: dict[str, str]) -> Iterator[s
         "@CREATE_BOOKING_HOST@": "$http_host",
         "@CHECK_IN_HOST@": "$http_host",
         "@CHECK_IN_ADDR@": upstreams.get("check_in", upstreams["get_event"]),
+        "@WAITING_ROOM_HOST@": "$http_host",
+        "@WAITING_ROOM_ADDR@": upstreams.get("waiting_room", upstreams["get_event"]),
         "@PROBLEM_BASE@": "https://boxoffice.example/problems/",
         "@STOREFRONT_ROOT@": str(ROOT / "storefront" / "public"),
         "@STOREFRONT_URL@": f"http://127.0.0.1:{port}",

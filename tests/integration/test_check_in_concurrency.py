@@ -10,7 +10,9 @@ batch uploads of two offline gates, and check-ins racing cancellations go to the
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -148,7 +150,14 @@ def test_guarded_insert_admits_once_under_the_same_interleaving(
 
 
 def _post(url: str, headers: dict[str, str], body: dict[str, Any]) -> requests.Response:
-    return requests.post(url, json=body, headers=headers, timeout=30)
+    """A gate's request, retried while the function answers 503 overloaded (scans carry their
+    scan id, so a retry is safe), as a real scanner app does."""
+    for _ in range(200):
+        response = requests.post(url, json=body, headers=headers, timeout=30)
+        if response.status_code != 503:
+            break
+        time.sleep(random.uniform(0.01, 0.05))
+    return response
 
 
 def test_100_concurrent_scans_of_one_code_admit_it_exactly_once(

@@ -1,8 +1,9 @@
 """Property-based conformance to src/boxoffice/openapi.yaml (schemathesis): requests generated
 from the spec go through the real functions-framework entrypoints (get_event for /events, /venues
-and the probes; get_customer for /customers) against the real PostgreSQL, with real Keycloak
-tokens; no response may be a 5xx, and every response must conform to the spec (status code,
-content type, headers, body schema, and authentication actually enforced).
+and the probes; waiting_room for /events/{id}/queue; get_customer for /customers) against the
+real PostgreSQL, with real Keycloak tokens; no response may be a 5xx, and every response must
+conform to the spec (status code, content type, headers, body schema, and authentication actually
+enforced).
 
 Bounded and reproducible: a fixed number of examples per operation, derandomized generation.
 
@@ -16,6 +17,7 @@ back.
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
@@ -38,8 +40,10 @@ schemathesis.experimental.OPEN_API_3_1.enable()
 
 SPEC = Path(__file__).resolve().parents[2] / "src" / "boxoffice" / "openapi.yaml"
 EXAMPLES_PER_OPERATION = 30
-# The operations of get_event and get_customer (the spec also describes other functions').
+# The operations of get_event, get_customer and waiting_room (the spec also describes other
+# functions').
 THIS_ISSUE = r"^/(events|venues|customers|healthz|readyz)(?!.*/checkins)"  # check_in: its own test
+QUEUE = re.compile(r"^/events/[^/]+/queue(/|$)")  # the front door's route to waiting_room
 BOB_CUSTOMER = "c0000000-0000-4000-8000-000000000002"
 ALICE_DEMO_PROFILE = {
     "name": "Alice Archer",
@@ -62,6 +66,10 @@ CALLER = {
     "getCustomer": "olivia",
     "getMyProfile": "alice",
     "putMyProfile": "alice",
+    "configureQueue": "olivia",
+    "removeQueue": "olivia",
+    "joinQueue": "alice",
+    "getMyPlace": "alice",
 }
 
 # Ids that exist, filled in by the `sandbox` fixture before any case is generated.
@@ -139,15 +147,19 @@ def alice_profile_kept(
 def api_schema(
     event_client: FlaskClient,
     customer_client: FlaskClient,
+    room_client: FlaskClient,
     sandbox: dict[str, str],
     alice_profile_kept: None,
 ) -> Any:
     """The spec, served by one WSGI front door that routes each path to its function."""
     events, customers = event_client.application, customer_client.application
+    room = room_client.application
 
     def front_door(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         path: str = environ.get("PATH_INFO", "")
         app = customers if path.startswith("/customers") else events
+        if QUEUE.match(path):
+            app = room
         result: Iterable[bytes] = app(environ, start_response)
         return result
 

@@ -12,11 +12,15 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version | replace "+" "_" }}
 
 {{- define "boxoffice.dbSecret" -}}{{ .Values.database.cluster }}-app{{- end -}}
 
-{{/* Σ maxScale × pool max over enabled functions; fails the render when over budget. */}}
+{{/* Σ maxScale × pool max over enabled functions (+ the admission controller's replicas × pool
+max); fails the render when over budget. */}}
 {{- define "boxoffice.connectionBudget" -}}
 {{- $sum := 0 -}}
 {{- range $name, $fn := .Values.functions -}}
 {{- if $fn.enabled -}}{{- $sum = add $sum (mul $fn.autoscaling.maxScale $fn.dbPool.max) -}}{{- end -}}
+{{- end -}}
+{{- if and .Values.admission.enabled .Values.functions.waiting_room.enabled -}}
+{{- $sum = add $sum (mul .Values.admission.replicas .Values.admission.dbPool.max) -}}
 {{- end -}}
 {{- $total := add $sum .Values.database.connectionReserve -}}
 {{- if gt (int $total) (int .Values.database.maxConnections) -}}

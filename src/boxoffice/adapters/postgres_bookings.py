@@ -1,8 +1,9 @@
 """PostgreSQL booking store: each use case of create_booking is one statement, one round trip.
 
 `book` and `cancel` call the PL/pgSQL functions of db/migrations/V3__booking_in_one_round_trip.sql
-on an autocommit connection, so each call is its own transaction: committed when the function
-returns, rolled back entirely when it refuses. A refusal arrives as SQLSTATE P0001 with the
+(`book_tickets` with the admission rule of V8__waiting_room.sql) on an autocommit connection, so
+each call is its own transaction: committed when the function returns, rolled back entirely when
+it refuses. A refusal arrives as SQLSTATE P0001 with the
 problem slug as its message and is raised here as the matching `BoxofficeError`. Reads fetch a
 booking with its order and tickets in one statement.
 """
@@ -38,6 +39,9 @@ _REFUSALS: dict[str, type[errors.BoxofficeError]] = {
         errors.IdempotencyKeyReused,
         errors.IdempotencyKeyInUse,
         errors.BookingNotCancellable,
+        errors.AdmissionRequired,
+        errors.AdmissionExpired,
+        errors.Conflict,
     )
 }
 
@@ -54,7 +58,9 @@ def _of(composite: str) -> str:
 _BOOK = f"""
 SELECT r.replayed, {_of("r.booking")}, r.stored_status, r.stored_headers, r.stored_body
   FROM book_tickets(%(subject)s, %(key)s, %(hash)s, %(ttl)s, %(wait)s, %(booking)s, %(event)s,
-                    %(quantity)s, %(limit)s, %(start)s, %(topic)s, %(source)s) r
+                    %(quantity)s, %(limit)s, %(start)s, %(topic)s, %(source)s,
+                    %(admission)s, %(admission_event)s, %(admission_subject)s,
+                    %(admission_expires)s) r
 """  # noqa: S608 - constant column list
 
 _CANCEL = f"""
@@ -137,6 +143,7 @@ class PostgresBookingStore:
         self._key_wait_ms = key_wait_ms
 
     def book(self, command: BookTickets) -> Booked:
+        admission = command.admission
         params = {
             "subject": command.subject,
             "key": command.idempotency_key,
@@ -150,6 +157,12 @@ class PostgresBookingStore:
             "start": command.start_shard,
             "topic": command.topic,
             "source": command.source,
+            # What a verified admission token proves (book_tickets checks it for an event in
+            # queue mode, V8); all NULL without one.
+            "admission": admission.admission_id if admission else None,
+            "admission_event": admission.event_id if admission else None,
+            "admission_subject": admission.subject if admission else None,
+            "admission_expires": admission.expires_at if admission else None,
         }
         with self._db.connection() as conn:
             try:

@@ -1,5 +1,5 @@
 """Printable tickets: an order's document as a PDF, one A4 page per ticket with its QR code
-(docs/adr/0011-tickets-and-check-in.md).
+(docs/adr/0015-tickets-and-check-in.md).
 
 QR codes come from segno (pure Python), error correction M: a 167-character `BX1` code is a
 version 7 symbol (45x45 modules), printed 60 mm wide (1.1 mm per module, with the 4-module quiet

@@ -1,4 +1,4 @@
-"""Check-in at the door: what a scan is and what it did (docs/adr/0011-tickets-and-check-in.md).
+"""Check-in at the door: what a scan is and what it did (docs/adr/0015-tickets-and-check-in.md).
 
 A scan names the scanner's selected event (`eventId` in the request: one scanner account can
 work several events, one gate at a time), the gate, and a client-generated scan id. The scan id

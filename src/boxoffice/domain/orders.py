@@ -2,7 +2,7 @@
 issues, and what the order's ticket document shows. Pure: no I/O
 (docs/adr/0007-order-processing.md).
 
-Ticket codes are signed with Ed25519 (`boxoffice.domain.tickets`, docs/adr/0011): a gate verifies
+Ticket codes are signed with Ed25519 (`boxoffice.domain.tickets`, docs/adr/0015): a gate verifies
 them offline with the published public keys.
 """
 

@@ -1,4 +1,4 @@
-"""Ticket codes that a gate can verify offline (docs/adr/0011-tickets-and-check-in.md).
+"""Ticket codes that a gate can verify offline (docs/adr/0015-tickets-and-check-in.md).
 
 A code is `BX1.<KID>.<BASE32(ticket id ‖ event id ‖ signature)>`, 167 characters of the QR
 alphanumeric alphabet (upper case, digits, `.`), so it fits a version 7 QR code (45x45 modules)

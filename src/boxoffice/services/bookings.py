@@ -5,7 +5,9 @@ trip: the rules (idempotency claim, customer and event checks, the per-customer 
 reservation over the inventory shards, the booking, its allocations and its outbox event) run
 inside PostgreSQL (docs/adr/0010-booking-rules-in-sql.md). A refusal leaves nothing written, not
 even the idempotency key (docs/adr/0002-hot-event-inventory.md, docs/adr/0004-idempotency.md).
-After a commit that wrote an outbox event, the relay is told, so it publishes at once.
+After a commit that wrote an outbox event, the relay is told, so it publishes at once. An event
+in queue mode also needs the buyer's admission from the waiting room (docs/adr/0014): its token
+is verified before the call and what it proves is checked in the same round trip.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from boxoffice import errors
 from boxoffice.config import Settings
 from boxoffice.domain.bookings import Booking
 from boxoffice.domain.identity import Principal
+from boxoffice.domain.waiting_room import AdmissionClaims
 from boxoffice.errors import FieldError
 from boxoffice.services.ports import (
     Booked,
@@ -61,6 +64,8 @@ class BookingRequest:
     quantity: int
     idempotency_key: str
     request_hash: str
+    # What the request's admission token proves, verified (events in queue mode need one).
+    admission: AdmissionClaims | None = None
 
 
 def _kick(notifier: OutboxNotifier) -> None:
@@ -97,6 +102,7 @@ def create_booking(
             start_shard=rng.randrange(START_SHARD_RANGE),
             topic=policy.topic,
             source=policy.source,
+            admission=request.admission,
         )
     )
     if not booked.replayed:

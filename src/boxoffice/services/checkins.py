@@ -4,7 +4,7 @@ happened; batches of scans an offline gate admitted while disconnected; the even
 The signature of a code is checked here (`boxoffice.domain.tickets`); whether the ticket is
 valid, for this event, and not yet admitted is decided by the database in one guarded statement
 (`check_in_ticket`, db/migrations/V6), so two gates scanning one code at once admit it once
-(docs/adr/0011-tickets-and-check-in.md).
+(docs/adr/0015-tickets-and-check-in.md).
 """
 
 from __future__ import annotations

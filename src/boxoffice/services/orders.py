@@ -9,7 +9,7 @@ code) is rendered and stored in S3 off the request path: after the commit the en
 `DocumentWorker`, a background thread that renders and uploads pending documents and also sweeps
 for any left behind; a failure there never undoes or blocks the order: the document stays pending
 (orders.document_stored_at IS NULL) and is retried with backoff (docs/adr/0007,
-docs/adr/0011-tickets-and-check-in.md).
+docs/adr/0015-tickets-and-check-in.md).
 """
 
 from __future__ import annotations

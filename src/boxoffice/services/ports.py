@@ -16,6 +16,7 @@ from boxoffice.domain.catalogue import Event, EventQuery, Venue
 from boxoffice.domain.checkins import CheckInSummary, ScanAttempt, ScanRecord
 from boxoffice.domain.customers import Customer, Profile
 from boxoffice.domain.orders import BookingEvent, DocumentSource, NewTicket, Order, Outcome
+from boxoffice.domain.waiting_room import AdmissionClaims, Line, LineState, Place, QueueSettings
 
 
 class CatalogueRepository(Protocol):
@@ -123,6 +124,7 @@ class BookTickets:
     start_shard: int  # random: where the search for an inventory shard with room begins
     topic: str
     source: str
+    admission: AdmissionClaims | None = None  # a verified admission token (queue mode, V8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,4 +290,50 @@ class CheckInUnitOfWork(Protocol):
 class CheckInUnitOfWorkFactory(Protocol):
     def __call__(self, *, one_statement: bool = False) -> AbstractContextManager[CheckInUnitOfWork]:
         """A transaction; with `one_statement`, for a single statement (committed by itself)."""
+        ...
+
+
+# -- the waiting room (waiting_room, the admission controller) ----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """What one advance of an event's serving counter did (`advance_queue`, V8)."""
+
+    event_id: uuid.UUID
+    state: LineState
+    rate: Decimal | None  # buyers/s applied
+    joined: int
+    waiting: int
+    admitted: int  # admitted by this tick
+    expired: int  # admissions whose window ended unused since the previous tick
+    waits: tuple[float, ...]  # seconds each buyer admitted by this tick waited
+
+
+class WaitingRoomStore(Protocol):
+    """Lines of events in queue mode (db/migrations/V8__waiting_room.sql); each call is one
+    statement. Refusals raise their `BoxofficeError` with nothing written."""
+
+    def configure(self, event_id: uuid.UUID, settings: QueueSettings) -> tuple[Line, bool]:
+        """Set up or change the event's queue mode: (the line, True when it is new)."""
+        ...
+
+    def remove(self, event_id: uuid.UUID) -> bool:
+        """End queue mode (the line and its admissions go); False when there was none."""
+        ...
+
+    def line(self, event_id: uuid.UUID) -> Line | None: ...
+
+    def join(
+        self, event_id: uuid.UUID, subject: str, place_id: uuid.UUID
+    ) -> tuple[Place, Line, bool]:
+        """The subject's place and its line (True when new; else the place they had)."""
+        ...
+
+    def place(self, event_id: uuid.UUID, subject: str) -> tuple[Place, Line] | None:
+        """The subject's place and its line, in one read."""
+        ...
+
+    def advance(self, auto_capacity: Decimal, max_burst: float) -> list[Tick]:
+        """One tick of every line that is open or opening."""
         ...

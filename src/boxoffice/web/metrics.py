@@ -133,7 +133,8 @@ OUTBOX_PUBLISH_LATENCY = Histogram(
 BOOKINGS = Counter(
     "boxoffice_bookings",
     "POST /bookings outcomes: created, replayed (stored response of an Idempotency-Key sent "
-    "again), sold_out, limit_exceeded, rejected (any other refusal).",
+    "again), sold_out, limit_exceeded, admission_required, admission_expired (queue mode), "
+    "rejected (any other refusal).",
     ["outcome"],
     registry=REGISTRY,
 )
@@ -147,6 +148,75 @@ TICKETS_RELEASED = Counter(
     "Tickets given back to the inventory by cancelled bookings.",
     registry=REGISTRY,
 )
+
+
+# The waiting room (waiting_room: joins and polls; python -m boxoffice.admission: the tick).
+WAIT_BUCKETS = (1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0)
+WAITING_ROOM_JOINS = Counter(
+    "boxoffice_waiting_room_joins",
+    "POST /events/{id}/queue outcomes: new (a place was given), again (the place the customer "
+    "already had), refused.",
+    ["outcome"],
+    registry=REGISTRY,
+)
+WAITING_ROOM_POLLS = Counter(
+    "boxoffice_waiting_room_polls",
+    "Waiting-room reads: endpoint me (GET /events/{id}/queue/me, by the place's state) or line "
+    "(GET /events/{id}/queue, the public status: state of the line).",
+    ["endpoint", "state"],
+    registry=REGISTRY,
+)
+WAITING_ROOM_WAITING = Gauge(
+    "boxoffice_waiting_room_waiting",
+    "Buyers in line and not admitted yet, over all open waiting rooms (admission controller).",
+    multiprocess_mode="livemax",
+    registry=REGISTRY,
+)
+WAITING_ROOM_OPEN = Gauge(
+    "boxoffice_waiting_room_open_lines",
+    "Waiting rooms scheduled or open (not sold out).",
+    multiprocess_mode="livemax",
+    registry=REGISTRY,
+)
+WAITING_ROOM_RATE = Gauge(
+    "boxoffice_waiting_room_admission_rate",
+    "Buyers per second the open waiting rooms admit, summed (as the last tick applied).",
+    multiprocess_mode="livemax",
+    registry=REGISTRY,
+)
+WAITING_ROOM_ADMITTED = Counter(
+    "boxoffice_waiting_room_admitted",
+    "Buyers admitted to the purchase path by the waiting rooms' serving counters.",
+    registry=REGISTRY,
+)
+WAITING_ROOM_EXPIRED = Counter(
+    "boxoffice_waiting_room_admissions_expired",
+    "Admissions whose window ended without a booking (their capacity went back to the line).",
+    registry=REGISTRY,
+)
+WAITING_ROOM_WAIT = Histogram(
+    "boxoffice_waiting_room_wait_seconds",
+    "Time an admitted buyer waited: from joining (or from the on-sale time, for the pre-queue) "
+    "to admission.",
+    buckets=WAIT_BUCKETS,
+    registry=REGISTRY,
+)
+WAITING_ROOM_TICKS = Counter(
+    "boxoffice_waiting_room_ticks",
+    "Admission ticks (one advance of every open serving counter), by outcome: ok, failed.",
+    ["outcome"],
+    registry=REGISTRY,
+)
+WAITING_ROOM_TICK_DURATION = Histogram(
+    "boxoffice_waiting_room_tick_duration_seconds",
+    "Time one admission tick took (one round trip: advance_queues).",
+    buckets=LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+for _outcome in ("new", "again", "refused"):
+    WAITING_ROOM_JOINS.labels(_outcome)
+for _outcome in ("ok", "failed"):
+    WAITING_ROOM_TICKS.labels(_outcome)
 
 
 # Order processing (consume_order).

@@ -9,6 +9,7 @@ from boxoffice.domain.catalogue import Event, Venue
 from boxoffice.domain.checkins import CheckInSummary, ScanResult
 from boxoffice.domain.customers import Customer
 from boxoffice.domain.orders import Order
+from boxoffice.domain.waiting_room import Line, PlaceView
 
 
 def venue_json(venue: Venue) -> dict[str, Any]:
@@ -117,4 +118,48 @@ def summary_json(summary: CheckInSummary) -> dict[str, Any]:
         "notYetAdmitted": max(summary.issued - summary.admitted, 0),
         "offlineConflicts": summary.offline_conflicts,
         "gates": [{"gate": g, "admitted": n} for g, n in summary.by_gate],
+    }
+
+
+def line_json(line: Line) -> dict[str, Any]:
+    """An event's waiting room: its settings and its serving counter (public)."""
+    s = line.settings
+    rate = line.effective_rate
+    return {
+        "eventId": str(line.event_id),
+        "state": line.state.value,
+        "opensAt": s.opens_at.isoformat(),
+        "admissionRate": "automatic" if s.admission_rate is None else float(s.admission_rate),
+        "currentRate": None if rate is None else float(rate),
+        "admissionSeconds": s.admission_seconds,
+        "randomiseEarlyArrivals": s.randomise_early,
+        "expectedTicketsPerBuyer": float(s.tickets_per_buyer),
+        "drawn": line.drawn,
+        "servedUpTo": line.served_up_to,
+        "joined": line.joined,
+        "waiting": line.waiting,
+        "admitted": line.admitted,
+        "expiredUnused": line.expired_unused,
+        "soldOutAt": line.sold_out_at.isoformat() if line.sold_out_at else None,
+    }
+
+
+def place_json(view: PlaceView, token: str | None) -> dict[str, Any]:
+    """A customer's place (GET /events/{id}/queue/me), with the admission token when admitted."""
+    p = view.place
+    admission = None
+    if token is not None:
+        assert p.expires_at is not None
+        admission = {"token": token, "expiresAt": p.expires_at.isoformat()}
+    return {
+        "eventId": str(p.event_id),
+        "state": view.state.value,
+        "position": p.position,
+        "peopleAhead": view.people_ahead,
+        "estimatedWaitSeconds": view.estimated_wait_seconds,
+        "joinedAt": p.joined_at.isoformat(),
+        "admittedAt": p.admitted_at.isoformat() if p.admitted_at else None,
+        "expiresAt": p.expires_at.isoformat() if p.expires_at else None,
+        "retryAfterSeconds": view.retry_after,
+        "admission": admission,
     }
