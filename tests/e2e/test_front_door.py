@@ -794,7 +794,7 @@ class _Echo(BaseHTTPRequestHandler):
 def echo_frontdoor() -> Iterator[str]:
     """The template in front of echo servers, one per function."""
     servers = {}
-    for name in ("get_event", "get_customer", "create_booking", "check_in"):
+    for name in ("get_event", "get_customer", "create_booking", "check_in", "waiting_room"):
         server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
         server.name = name  # type: ignore[attr-defined]
         threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -828,6 +828,10 @@ def echo_frontdoor() -> Iterator[str]:
         ("POST", "/checkins/batch", "check_in"),
         ("GET", "/events/e1/checkins/summary", "check_in"),
         ("GET", "/.well-known/ticket-keys", "check_in"),
+        ("POST", "/events/e1/queue", "waiting_room"),
+        ("GET", "/events/e1/queue", "waiting_room"),
+        ("GET", "/events/e1/queue/me", "waiting_room"),
+        ("GET", "/events/e1/queueing", "get_event"),
     ],
 )
 def test_the_template_routes_every_documented_path(
@@ -889,7 +893,9 @@ def test_the_template_matches_whole_path_segments(echo_frontdoor: str, path: str
 def dead_upstream_frontdoor() -> Iterator[str]:
     """The template with upstreams on a port nothing listens on: every function is down."""
     dead = f"127.0.0.1:{_free_port()}"
-    upstreams = dict.fromkeys(("get_event", "get_customer", "create_booking", "check_in"), dead)
+    upstreams = dict.fromkeys(
+        ("get_event", "get_customer", "create_booking", "check_in", "waiting_room"), dead
+    )
     with _frontdoor(upstreams) as frontdoor:
         yield frontdoor.base
 

@@ -5,6 +5,7 @@ JWKS adapters are built with breakers here but never reach a server."""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -212,6 +213,34 @@ def test_database_with_an_open_breaker_fails_fast_without_opening_a_pool(clock: 
         pytest.fail("got a connection")
     assert caught.value.headers["Retry-After"] == "5"
     assert db._pool is None  # nothing was attempted
+
+
+def test_the_guard_tells_the_block_whether_it_is_the_half_open_trial(
+    breaker: Breaker, clock: FakeClock
+) -> None:
+    with breaker.guard() as trial:
+        assert trial is False
+    for _ in range(4):
+        fail(breaker, Boom())
+    clock.now += 5.0
+    with breaker.guard() as trial:
+        assert trial is True
+
+
+def test_the_databases_trial_call_gives_up_on_a_dead_server_in_half_a_second(
+    clock: FakeClock,
+) -> None:
+    """Port 1 refuses: the fresh pool's first attempt fails at once, and the trial does not wait
+    out the pool's full timeout (30 s here) for its next attempt."""
+    breaker = Breaker(postgres.DEPENDENCY, postgres.connection_failure, failure_threshold=1)
+    fail(breaker, PoolTimeout("down"))
+    clock.now += 5.0
+    db = Database("postgresql://127.0.0.1:1/none", timeout=30.0, breaker=breaker)
+    started = time.monotonic()
+    with pytest.raises(errors.ServiceUnavailable), db.connection():
+        pytest.fail("got a connection")
+    assert time.monotonic() - started < postgres.TRIAL_WAIT_SECONDS + 0.5
+    assert breaker.state == "open"  # re-opened by the failed trial
 
 
 # -- the JWKS fetch ---------------------------------------------------------------------------

@@ -41,6 +41,12 @@ _STATEMENT_LEVEL = (
 )
 
 
+# How long the breaker's trial call waits for a connection from a fresh pool: a live database
+# accepts one in milliseconds; a dead one refuses at once, and then the trial should fail quickly
+# so the next one (after the breaker's open time) comes soon (docs/adr/0006-resilience.md).
+TRIAL_WAIT_SECONDS = 0.5
+
+
 class StaleConnection(psycopg.OperationalError):
     """A pooled connection the server has already closed (found before it is handed out)."""
 
@@ -132,8 +138,13 @@ class Database:
         Connection-level trouble becomes `ServiceUnavailable` (503 + Retry-After)."""
         try:
             # While the breaker is open this raises ServiceUnavailable before touching the pool.
-            with self.breaker.guard(), self._get_pool().connection() as conn:
-                yield conn
+            # The half-open trial waits for a connection briefly: its pool is new (see
+            # _renew_pool_if_down) and tries to connect at once, so if that attempt fails the
+            # database is still down, and the pool's next attempt would only come a second later.
+            with self.breaker.guard() as trial:
+                wait = min(self._timeout, TRIAL_WAIT_SECONDS) if trial else self._timeout
+                with self._get_pool().connection(timeout=wait) as conn:
+                    yield conn
         except PoolTimeout as exc:
             self._renew_pool_if_down()
             raise errors.ServiceUnavailable(

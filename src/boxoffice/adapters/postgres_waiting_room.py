@@ -13,6 +13,7 @@ from typing import Any
 
 import psycopg.errors
 
+from boxoffice import errors
 from boxoffice.adapters.postgres import Database
 from boxoffice.adapters.postgres_bookings import refusal
 from boxoffice.domain.waiting_room import Line, LineState, Place, QueueSettings
@@ -147,7 +148,14 @@ class PostgresWaitingRoom:
         self, event_id: uuid.UUID, subject: str, place_id: uuid.UUID
     ) -> tuple[Place, Line, bool]:
         row = self._call(_JOIN, {"event": event_id, "subject": subject, "id": place_id})
-        assert row is not None  # join_queue returns one row or refuses
+        if row is None:
+            # join_queue returned its row (it returns one or refuses), but the statement's own
+            # snapshot, taken before the function ran, predates a line configured concurrently,
+            # so the join found no event_queue row. The place is committed: read it afresh.
+            found = self.place(event_id, subject)
+            if found is None:
+                raise errors.NotFound(f"event {event_id} has no waiting room")
+            return found[0], found[1], place_id == found[0].id
         return _place(row[1:9]), _line(row[9:]), bool(row[0])
 
     def place(self, event_id: uuid.UUID, subject: str) -> tuple[Place, Line] | None:

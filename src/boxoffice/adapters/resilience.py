@@ -117,11 +117,12 @@ class Breaker:
                 self._cb.__exit__(type(exc), exc, None)
 
     @contextmanager
-    def guard(self) -> Iterator[None]:
-        """Run the block as one call through the breaker (fails fast while open)."""
+    def guard(self) -> Iterator[bool]:
+        """Run the block as one call through the breaker (fails fast while open); the block is
+        told whether it is the half-open trial, which should be quick to decide."""
         trial = self._admit()
         try:
-            yield
+            yield trial
         except BaseException as exc:
             self._settle(trial, exc)
             raise

@@ -87,6 +87,7 @@ export async function linePage(main, { id }) {
   const ahead = h("dd", { id: "line-ahead" });
   const wait = h("dd", { id: "line-wait" });
   const state = h("div", { id: "line-state", role: "status" });
+  const opens = h("p", { id: "line-opens", hidden: true });
   const progress = h("progress", { id: "line-progress", max: "100", "aria-label": "Your progress in the line" });
   fill(
     main,
@@ -99,6 +100,7 @@ export async function linePage(main, { id }) {
       h("p", {}, "Your place in line: ", position),
       progress,
       h("dl", { class: "facts" }, h("dt", {}, "People ahead of you"), ahead, h("dt", {}, "Estimated wait"), wait),
+      opens,
     ),
     state,
   );
@@ -173,6 +175,10 @@ export async function linePage(main, { id }) {
         showFinal(line.state);
         return;
       }
+      if (line) {
+        opens.hidden = line.state !== "scheduled";
+        opens.textContent = `The sale opens at ${new Date(line.opensAt).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" })}.`;
+      }
       if (line && place && place.position !== null && line.servedUpTo >= place.position) pollPlace();
       else if (line && place && place.position === null && line.drawn) pollPlace();
     } catch {
@@ -184,7 +190,7 @@ export async function linePage(main, { id }) {
   showPlace(place);
   if (!stopped) {
     placeTimer = setTimeout(pollPlace, Math.max(1, place.retryAfterSeconds) * 1000);
-    lineTimer = setTimeout(pollLine, LINE_POLL_MS);
+    pollLine();
   }
   return stop;
 }
