@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import report, scenarios
+from benchmarks import report, scenarios, waiting_room
 from benchmarks.env import ROOT, VENV_BIN, BenchError, ensure_vegeta, machine, stack_env
 from benchmarks.fixtures import BenchDatabase, Keycloak, TokenPool
 from benchmarks.scenarios import Bench, Profile
@@ -26,6 +26,8 @@ ALL = [
     "cold_start",
     "token",
 ]
+# Run only when named (`--scenarios waiting_room`), and by the smoke run.
+OPTIONAL = ["waiting_room"]
 
 
 def _rates(text: str) -> list[int]:
@@ -35,7 +37,11 @@ def _rates(text: str) -> list[int]:
 def parse(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     ap.add_argument("--smoke", action="store_true", help="tiny, fast variant (harness check)")
-    ap.add_argument("--scenarios", default=",".join(ALL), help=f"comma list of {','.join(ALL)}")
+    ap.add_argument(
+        "--scenarios",
+        help=f"comma list of {','.join(ALL + OPTIONAL)} (default: {','.join(ALL)}; "
+        "the smoke run adds waiting_room)",
+    )
     ap.add_argument("--out", type=Path, help="results directory (default benchmarks/results/<ts>)")
     ap.add_argument("--runs", type=int, help="runs per step (default 3; smoke 1)")
     ap.add_argument("--duration", type=float, help="seconds per run")
@@ -53,6 +59,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--migrate", choices=["flyway", "sql"], help="how to migrate the bench DB")
     ap.add_argument("--profile", action="store_true", help="py-spy profile even with --smoke")
     ap.add_argument("--keep-db", action="store_true", help="do not drop the benchmark database")
+    ap.add_argument("--wr-buyers", type=int, help="waiting_room: buyers (20000)")
+    ap.add_argument("--wr-seats", type=int, help="waiting_room: seats of the event (5000)")
+    ap.add_argument("--wr-rate", type=float, help="waiting_room: buyers/s (default automatic)")
+    ap.add_argument("--wr-poll", help="waiting_room: comma list of line,me (both)")
     return ap.parse_args(argv)
 
 
@@ -72,10 +82,15 @@ def profile_from(args: argparse.Namespace) -> Profile:
         ("threads", "threads"),
         ("workers", "workers"),
         ("migrate", "migrate"),
+        ("wr_buyers", "wr_buyers"),
+        ("wr_seats", "wr_seats"),
+        ("wr_rate", "wr_rate"),
     ]:
         value = getattr(args, arg)
         if value is not None:
             setattr(p, attr, value)
+    if args.wr_poll:
+        p.wr_poll_modes = [m for m in args.wr_poll.split(",") if m]
     p.pool_max = args.pool_max or p.threads
     p.profile = p.profile or args.profile
     return p
@@ -84,8 +99,9 @@ def profile_from(args: argparse.Namespace) -> Profile:
 def main(argv: list[str]) -> int:  # noqa: PLR0912, PLR0915 - the run, start to end
     args = parse(argv)
     p = profile_from(args)
-    wanted = [s for s in args.scenarios.split(",") if s]
-    unknown = set(wanted) - set(ALL)
+    default = ALL + (OPTIONAL if args.smoke else [])
+    wanted = [s for s in (args.scenarios or ",".join(default)).split(",") if s]
+    unknown = set(wanted) - set(ALL) - set(OPTIONAL)
     if unknown:
         print(f"unknown scenarios: {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
@@ -176,7 +192,7 @@ def main(argv: list[str]) -> int:  # noqa: PLR0912, PLR0915 - the run, start to 
         }
         if p.smoke:
             bench.notes.append("smoke run: tiny sizes, one run; the figures are not a measurement")
-        for name in ALL:
+        for name in ALL + OPTIONAL:
             if name not in wanted:
                 continue
             bench.log(f"scenario {name}")
@@ -187,6 +203,9 @@ def main(argv: list[str]) -> int:  # noqa: PLR0912, PLR0915 - the run, start to 
                 results["scenarios"]["profile"] = scenarios.profile_spread(
                     bench, rate, min(20.0, max(5.0, p.duration_s)), VENV_BIN / "py-spy"
                 )
+                continue
+            if name == "waiting_room":
+                results["scenarios"][name] = waiting_room.waiting_room(bench)
                 continue
             fn = getattr(scenarios, name)
             results["scenarios"][name] = fn(bench)

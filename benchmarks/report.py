@@ -318,6 +318,10 @@ def rows(results: dict[str, Any]) -> list[Row]:  # noqa: PLR0912, PLR0915 - one 
                     "",
                 )
             )
+    if "waiting_room" in s:
+        from benchmarks.waiting_room import report_rows  # noqa: PLC0415 - optional scenario
+
+        out += report_rows(s["waiting_room"], smoke)
     return out
 
 

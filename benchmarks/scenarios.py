@@ -67,6 +67,16 @@ class Profile:
     pool_max: int = 8
     profile: bool = True
     migrate: str = "flyway"
+    # waiting_room (optional scenario, benchmarks/waiting_room.py)
+    wr_buyers: int = 20_000
+    wr_seats: int = 5_000
+    wr_arrival_s: float = 30.0
+    wr_open_after_s: float = 10.0
+    wr_rate: float | None = None  # None: automatic
+    wr_capacity_per_s: int = 200  # BOXOFFICE_BOOKING_CAPACITY_PER_SECOND of the run
+    wr_poll_modes: list[str] = field(default_factory=lambda: ["line", "me"])
+    wr_connections: int = 256
+    wr_timeout_s: float = 600.0
 
     @classmethod
     def tiny(cls) -> Profile:
@@ -96,6 +106,14 @@ class Profile:
             token_http_rate=30,
             profile=False,
             migrate="sql",
+            wr_buyers=300,
+            wr_seats=100,
+            wr_arrival_s=3.0,
+            wr_open_after_s=1.0,
+            wr_capacity_per_s=40,
+            wr_poll_modes=["line"],
+            wr_connections=32,
+            wr_timeout_s=120.0,
         )
 
 

@@ -1,6 +1,7 @@
 """The benchmark harness works end to end (`make bench-smoke`): it runs every scenario at tiny
-sizes against its own throw-away database and function processes, prints the table, and writes
-the report, the plots and results.json; the flash sale sells exactly its capacity.
+sizes (the optional waiting_room too) against its own throw-away database and function
+processes, prints the table, and writes the report, the plots and results.json; the flash sale
+and the waiting room's sell-out sell exactly their capacity.
 
 This checks the harness, not the speed: the figures of a smoke run mean nothing.
 Needs the local stack (`make up`), like the integration tests.
@@ -32,7 +33,7 @@ def test_bench_smoke_produces_table_report_plots_and_sells_exactly_capacity(
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=360,
         check=False,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -80,6 +81,18 @@ def test_bench_smoke_produces_table_report_plots_and_sells_exactly_capacity(
         assert run["tickets_in_201s"] <= run["sold"]  # a timed-out client may miss its 201
     assert s["spread"]["inventory"]["oversold"] == 0
     assert s["spread"]["inventory"]["consistent"]
+
+    # the waiting room (optional scenario, in the smoke run): a sell-out through the line
+    assert "7 waiting room" in proc.stdout
+    room = s["waiting_room"]
+    assert room["available"], room
+    for run in room["runs"].values():
+        assert run["exactly_capacity_sold"], run
+        assert run["bookings_without_admission"] == 0
+        assert run["nobody_admitted_twice"]
+        assert run["unfinished_buyers"] == 0
+        assert run["outcomes"].get("booked", 0) > 0
+        assert run["requests"]["join"] >= room["buyers"]
 
     # the benchmark database was dropped
     assert "kept database" not in proc.stdout
