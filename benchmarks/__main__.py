@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import report, scenarios, waiting_room
+from benchmarks import overload, report, scenarios, summary, waiting_room
 from benchmarks.env import ROOT, VENV_BIN, BenchError, ensure_vegeta, machine, stack_env
 from benchmarks.fixtures import BenchDatabase, Keycloak, TokenPool
 from benchmarks.scenarios import Bench, Profile
@@ -19,9 +19,12 @@ from benchmarks.servers import FunctionProcess, free_port
 
 ALL = [
     "catalogue",
+    "catalogue_cached",
     "spread",
+    "hot",
     "profile",
     "flash_sale",
+    "overload",
     "booking_to_confirmed",
     "cold_start",
     "token",
@@ -204,11 +207,9 @@ def main(argv: list[str]) -> int:  # noqa: PLR0912, PLR0915 - the run, start to 
                     bench, rate, min(20.0, max(5.0, p.duration_s)), VENV_BIN / "py-spy"
                 )
                 continue
-            if name == "waiting_room":
-                results["scenarios"][name] = waiting_room.waiting_room(bench)
-                continue
-            fn = getattr(scenarios, name)
-            results["scenarios"][name] = fn(bench)
+            module = {"waiting_room": waiting_room}.get(name)
+            module = module or (overload if hasattr(overload, name) else scenarios)
+            results["scenarios"][name] = bench.found[name] = getattr(module, name)(bench)
         shares = [
             a.generator_cpu_s / a.wall_s
             for attacks in bench.plots.values()
@@ -223,6 +224,8 @@ def main(argv: list[str]) -> int:  # noqa: PLR0912, PLR0915 - the run, start to 
         results["elapsed_s"] = time.monotonic() - t0
         print(report.write(results, bench.plots, out), flush=True)
         print(f"[bench] report: {out / 'report.md'}", flush=True)
+        written = summary.write(results, out, full=not p.smoke and set(ALL) <= set(wanted))
+        print(f"[bench] summary: {', '.join(str(w) for w in written)}", flush=True)
     finally:
         if bench is not None and bench.confirm is not None:
             bench.confirm.stop()

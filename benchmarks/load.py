@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.servers import FunctionProcess, SystemCpu, cpu_seconds, postgres_backends
+from benchmarks.servers import Measured, SystemCpu, cpu_seconds, postgres_backends
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,7 @@ def attack(
     duration: float,
     out_dir: Path,
     name: str,
-    server: FunctionProcess | None = None,
+    server: Measured | None = None,
     lazy: bool = True,
     max_body: int = 0,
     timeout: float = 10.0,

@@ -18,19 +18,19 @@ from benchmarks.load import Attack
 Row = tuple[str, str, str, str, str, str]  # scenario, figure, median, min-max, target, verdict
 
 
-def _fmt(x: float, unit: str = "", digits: int = 0) -> str:
+def fmt(x: float, unit: str = "", digits: int = 0) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "-"
     return f"{x:,.{digits}f}{unit}"
 
 
-def _mm(d: dict[str, float], unit: str = "", digits: int = 0) -> tuple[str, str]:
-    return _fmt(
+def minmax(d: dict[str, float], unit: str = "", digits: int = 0) -> tuple[str, str]:
+    return fmt(
         d["median"], unit, digits
-    ), f"{_fmt(d['min'], '', digits)}-{_fmt(d['max'], unit, digits)}"
+    ), f"{fmt(d['min'], '', digits)}-{fmt(d['max'], unit, digits)}"
 
 
-def _verdict(ok: bool, smoke: bool) -> str:
+def verdict(ok: bool, smoke: bool) -> str:
     if smoke:
         return "n/a (smoke)"
     return "met" if ok else "NOT met"
@@ -49,10 +49,10 @@ def rows(results: dict[str, Any]) -> list[Row]:  # noqa: PLR0912, PLR0915 - one 
                 (
                     "1 catalogue",
                     f"{endpoint}: max rate with p99 ≤ 100 ms",
-                    _fmt(best, "/s"),
+                    fmt(best, "/s"),
                     f"steps {', '.join(str(x['target_rate']) for x in sweep['steps'])}",
                     "≥ 3,000 reads/s",
-                    _verdict(best >= 3000, smoke),
+                    verdict(best >= 3000, smoke),
                 )
             )
             if step:
@@ -60,7 +60,7 @@ def rows(results: dict[str, Any]) -> list[Row]:  # noqa: PLR0912, PLR0915 - one 
                     (
                         "1 catalogue",
                         f"{endpoint} @ {best}/s p99",
-                        *_mm(step["p99_ms"], " ms", 1),
+                        *minmax(step["p99_ms"], " ms", 1),
                         "",
                         "",
                     )
@@ -70,7 +70,7 @@ def rows(results: dict[str, Any]) -> list[Row]:  # noqa: PLR0912, PLR0915 - one 
                     (
                         "1 catalogue",
                         f"{endpoint} @ {last['target_rate']}/s (first failing) p99",
-                        *_mm(last["p99_ms"], " ms", 1),
+                        *minmax(last["p99_ms"], " ms", 1),
                         "",
                         "",
                     )
@@ -84,20 +84,20 @@ def rows(results: dict[str, Any]) -> list[Row]:  # noqa: PLR0912, PLR0915 - one 
                 (
                     "2 spread-out",
                     f"bookings/s @ {best}/s offered (p99 ≤ 100 ms)",
-                    *_mm(step["ok_rate"], "/s"),
+                    *minmax(step["ok_rate"], "/s"),
                     "≥ 1,000/s, p99 ≤ 100 ms",
-                    _verdict(step["ok_rate"]["median"] >= 1000, smoke),
+                    verdict(step["ok_rate"]["median"] >= 1000, smoke),
                 )
             )
             for q in ("p50_ms", "p99_ms", "p999_ms"):
                 out.append(
-                    ("2 spread-out", f"@ {best}/s {q[:-3]}", *_mm(step[q], " ms", 1), "", "")
+                    ("2 spread-out", f"@ {best}/s {q[:-3]}", *minmax(step[q], " ms", 1), "", "")
                 )
             out.append(
                 (
                     "2 spread-out",
                     f"@ {best}/s server CPU per booking",
-                    *_mm(step["server_cpu_ms_per_request"], " ms", 2),
+                    *minmax(step["server_cpu_ms_per_request"], " ms", 2),
                     "",
                     "",
                 )
@@ -107,7 +107,7 @@ def rows(results: dict[str, Any]) -> list[Row]:  # noqa: PLR0912, PLR0915 - one 
                     (
                         "2 spread-out",
                         f"@ {best}/s PostgreSQL CPU per booking",
-                        *_mm(step["db_cpu_ms_per_request"], " ms", 2),
+                        *minmax(step["db_cpu_ms_per_request"], " ms", 2),
                         "",
                         "",
                     )
@@ -130,7 +130,7 @@ def rows(results: dict[str, Any]) -> list[Row]:  # noqa: PLR0912, PLR0915 - one 
                     "0",
                     "",
                     "≥ 1,000/s",
-                    _verdict(False, smoke),
+                    verdict(False, smoke),
                 )
             )
         last = sweep["steps"][-1]
@@ -139,8 +139,8 @@ def rows(results: dict[str, Any]) -> list[Row]:  # noqa: PLR0912, PLR0915 - one 
                 (
                     "2 spread-out",
                     f"@ {last['target_rate']}/s (first failing) ok/s · p99",
-                    f"{_fmt(last['ok_rate']['median'], '/s')} · "
-                    f"{_fmt(last['p99_ms']['median'], ' ms', 0)}",
+                    f"{fmt(last['ok_rate']['median'], '/s')} · "
+                    f"{fmt(last['p99_ms']['median'], ' ms', 0)}",
                     "",
                     "",
                     "",
@@ -174,18 +174,17 @@ def rows(results: dict[str, Any]) -> list[Row]:  # noqa: PLR0912, PLR0915 - one 
                 "3 flash sale",
                 f"tickets/s until sold out ({f['per_run'][0]['capacity']} seats, "
                 f"{f['shards']} shards)",
-                *_mm(f["tickets_per_s"], "/s"),
+                *minmax(f["tickets_per_s"], "/s"),
                 "≥ 1,000 tickets/s",
-                _verdict(f["tickets_per_s"]["median"] >= 1000, smoke),
+                verdict(f["tickets_per_s"]["median"] >= 1000, smoke),
             )
         )
         out.append(
             (
                 "3 flash sale",
                 "p50 · p99 (all responses)",
-                f"{_fmt(f['p50_ms']['median'], ' ms', 1)} · "
-                f"{_fmt(f['p99_ms']['median'], ' ms', 1)}",
-                f"p99 {_fmt(f['p99_ms']['min'], '', 0)}-{_fmt(f['p99_ms']['max'], ' ms', 0)}",
+                f"{fmt(f['p50_ms']['median'], ' ms', 1)} · {fmt(f['p99_ms']['median'], ' ms', 1)}",
+                f"p99 {fmt(f['p99_ms']['min'], '', 0)}-{fmt(f['p99_ms']['max'], ' ms', 0)}",
                 "",
                 "",
             )
@@ -223,12 +222,12 @@ def rows(results: dict[str, Any]) -> list[Row]:  # noqa: PLR0912, PLR0915 - one 
                 (
                     "4 -> confirmed",
                     f"201 received -> order CONFIRMED p99 @ {c['rate']}/s",
-                    *_mm(c["confirm_p99_ms"], " ms"),
+                    *minmax(c["confirm_p99_ms"], " ms"),
                     target,
-                    _verdict(c["confirm_p99_ms"]["median"] <= 250 and c["rate"] >= 500, smoke),
+                    verdict(c["confirm_p99_ms"]["median"] <= 250 and c["rate"] >= 500, smoke),
                 )
             )
-            out.append(("4 -> confirmed", "p50", *_mm(c["confirm_p50_ms"], " ms"), "", ""))
+            out.append(("4 -> confirmed", "p50", *minmax(c["confirm_p50_ms"], " ms"), "", ""))
             out.append(
                 (
                     "4 -> confirmed",
@@ -240,7 +239,9 @@ def rows(results: dict[str, Any]) -> list[Row]:  # noqa: PLR0912, PLR0915 - one 
                     "",
                 )
             )
-            out.append(("4 -> confirmed", "booking POST p99", *_mm(c["p99_ms"], " ms", 1), "", ""))
+            out.append(
+                ("4 -> confirmed", "booking POST p99", *minmax(c["p99_ms"], " ms", 1), "", "")
+            )
     if "cold_start" in s:
         for fn, d in s["cold_start"].items():
             if fn == "under_load":
@@ -249,16 +250,16 @@ def rows(results: dict[str, Any]) -> list[Row]:  # noqa: PLR0912, PLR0915 - one 
                 (
                     "5 cold start",
                     f"{fn}: start → /healthz 200",
-                    *_mm(d["healthz_s"], " s", 3),
+                    *minmax(d["healthz_s"], " s", 3),
                     "≤ 0.3 s",
-                    _verdict(d["healthz_s"]["median"] <= 0.3, smoke),
+                    verdict(d["healthz_s"]["median"] <= 0.3, smoke),
                 )
             )
             out.append(
                 (
                     "5 cold start",
                     f"{fn}: start → {d['route']} 200",
-                    *_mm(d["first_route_s"], " s", 3),
+                    *minmax(d["first_route_s"], " s", 3),
                     "",
                     "",
                 )
@@ -267,11 +268,11 @@ def rows(results: dict[str, Any]) -> list[Row]:  # noqa: PLR0912, PLR0915 - one 
                 (
                     "5 memory",
                     f"{fn}: worker RSS (PSS) after warm-up",
-                    f"{_fmt(d['worker_rss_mb']['median'], ' MB')} "
-                    f"({_fmt(d['worker_pss_mb']['median'], ' MB')})",
-                    f"{_fmt(d['worker_rss_mb']['min'])}-{_fmt(d['worker_rss_mb']['max'], ' MB')}",
+                    f"{fmt(d['worker_rss_mb']['median'], ' MB')} "
+                    f"({fmt(d['worker_pss_mb']['median'], ' MB')})",
+                    f"{fmt(d['worker_rss_mb']['min'])}-{fmt(d['worker_rss_mb']['max'], ' MB')}",
                     "≤ 80 MB",
-                    _verdict(d["worker_rss_mb"]["median"] <= 80, smoke),
+                    verdict(d["worker_rss_mb"]["median"] <= 80, smoke),
                 )
             )
         for fn, m in s["cold_start"].get("under_load", {}).items():
@@ -279,10 +280,10 @@ def rows(results: dict[str, Any]) -> list[Row]:  # noqa: PLR0912, PLR0915 - one 
                 (
                     "5 memory",
                     f"{fn}: worker RSS after the load scenarios",
-                    _fmt(m["worker_rss_mb"], " MB"),
-                    f"arbiter {_fmt(m['arbiter_rss_mb'], ' MB')}",
+                    fmt(m["worker_rss_mb"], " MB"),
+                    f"arbiter {fmt(m['arbiter_rss_mb'], ' MB')}",
                     "≤ 80 MB",
-                    _verdict(m["worker_rss_mb"] <= 80, smoke),
+                    verdict(m["worker_rss_mb"] <= 80, smoke),
                 )
             )
     if "token" in s:
@@ -291,7 +292,7 @@ def rows(results: dict[str, Any]) -> list[Row]:  # noqa: PLR0912, PLR0915 - one 
             (
                 "6 token",
                 "JwtVerifier.verify (in process)",
-                *_mm(t["micro"]["verify_us"], " µs"),
+                *minmax(t["micro"]["verify_us"], " µs"),
                 "",
                 "",
             )
@@ -300,7 +301,7 @@ def rows(results: dict[str, Any]) -> list[Row]:  # noqa: PLR0912, PLR0915 - one 
             (
                 "6 token",
                 "  of which not signature (decode only)",
-                *_mm(t["micro"]["decode_without_signature_us"], " µs"),
+                *minmax(t["micro"]["decode_without_signature_us"], " µs"),
                 "",
                 "",
             )
@@ -311,13 +312,16 @@ def rows(results: dict[str, Any]) -> list[Row]:  # noqa: PLR0912, PLR0915 - one 
                 (
                     "6 token",
                     f"{name} @ {step['target_rate']}/s: server CPU/request · p50",
-                    f"{_fmt(step['server_cpu_ms_per_request']['median'], ' ms', 2)} · "
-                    f"{_fmt(step['p50_ms']['median'], ' ms', 1)}",
-                    f"p99 {_fmt(step['p99_ms']['median'], ' ms', 1)}",
+                    f"{fmt(step['server_cpu_ms_per_request']['median'], ' ms', 2)} · "
+                    f"{fmt(step['p50_ms']['median'], ' ms', 1)}",
+                    f"p99 {fmt(step['p99_ms']['median'], ' ms', 1)}",
                     "",
                     "",
                 )
             )
+    from benchmarks.overload import report_rows as overload_rows  # noqa: PLC0415 - cycle
+
+    out += overload_rows(s, smoke)
     if "waiting_room" in s:
         from benchmarks.waiting_room import report_rows  # noqa: PLC0415 - optional scenario
 

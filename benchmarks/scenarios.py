@@ -23,7 +23,7 @@ import requests
 from benchmarks.env import ROOT, VENV_BIN
 from benchmarks.fixtures import BenchDatabase, TokenPool, dumps
 from benchmarks.load import Attack, Target, attack, write_targets
-from benchmarks.servers import FunctionProcess, free_port
+from benchmarks.servers import FunctionProcess, Measured, free_port
 
 DISPATCHER = ROOT / "stack" / "kafkasource" / "dispatcher.py"
 
@@ -63,8 +63,17 @@ class Profile:
     token_iterations: int = 2000
     token_http_rate: int = 200
     threads: int = 8
-    workers: int = 1
+    # As the stack runs them (BOXOFFICE_FUNCTION_WORKERS): one gunicorn worker per CPU.
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     pool_max: int = 8
+    # the catalogue through the front door's cache (benchmarks/overload.py)
+    cached_rates: list[int] = field(default_factory=lambda: [2000, 5000, 10_000, 15_000, 20_000])
+    # graceful overload (benchmarks/overload.py)
+    overload_factor: float = 5.0
+    overload_s: float = 30.0
+    overload_sell_s: float = 20.0  # capacity = what the sustainable rate sells in this time
+    overload_client_timeout_s: float = 10.0
+    overload_fallback_rate: int = 200
     profile: bool = True
     migrate: str = "flyway"
     # waiting_room (optional scenario, benchmarks/waiting_room.py)
@@ -106,6 +115,10 @@ class Profile:
             token_http_rate=30,
             profile=False,
             migrate="sql",
+            cached_rates=[100],
+            overload_s=3.0,
+            overload_sell_s=2.0,
+            overload_fallback_rate=20,
             wr_buyers=300,
             wr_seats=100,
             wr_arrival_s=3.0,
@@ -158,6 +171,7 @@ class Bench:
     plots: dict[str, list[Attack]] = field(default_factory=dict)
     confirm: ConfirmPipeline | None = None
     notes: list[str] = field(default_factory=list)
+    found: dict[str, Any] = field(default_factory=dict)  # results of the scenarios run so far
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -196,7 +210,7 @@ class Bench:
         self,
         label: str,
         rates: list[int],
-        server: FunctionProcess,
+        server: Measured,
         targets: Callable[[Path, float, float], bool],
         max_body: int = 0,
     ) -> dict[str, Any]:

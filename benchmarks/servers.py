@@ -4,12 +4,17 @@ benchmark database; plus /proc readings of their CPU time and resident memory.""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import requests
 
@@ -109,6 +114,92 @@ class SystemCpu:
         total, idle = self._read()
         dt = total - self.total
         return 0.0 if dt <= 0 else 1.0 - (idle - self.idle) / dt
+
+
+class Measured(Protocol):
+    """A process under test whose CPU time an attack reads before and after."""
+
+    def cpu(self) -> float: ...
+
+
+@dataclass
+class ManagedProcess:
+    """A process of the harness that is not a function (the admission controller, the front
+    door): its own session, so stopping it stops its children."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+
+    def cpu(self) -> float:
+        return cpu_seconds(tree(self.proc.pid))
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, 15)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, 9)
+                self.proc.wait(5)
+
+
+def start_process(
+    name: str, cmd: list[str], env: dict[str, str], log: Path, cwd: Path
+) -> ManagedProcess:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    return ManagedProcess(name, proc)
+
+
+def wait_http(url: str, proc: ManagedProcess, timeout: float = 30.0) -> None:
+    """Until `url` answers 200 (BenchError if the process exits or the time runs out)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.proc.poll() is not None:
+            raise BenchError(f"{proc.name} exited (see its log)")
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            raise BenchError(f"{proc.name} did not answer on {url}")
+        time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def frontdoor(upstreams: dict[str, int], log: Path) -> Iterator[tuple[ManagedProcess, str]]:
+    """The front door (nginx, the one template, as compose renders it) in front of the given
+    function ports; yields the process and its base URL."""
+    directory = Path(tempfile.mkdtemp(prefix="boxoffice-bench-frontdoor-"))
+    directory.chmod(0o755)
+    port = free_port()
+    unused = free_port()
+    env = dict(
+        os.environ,
+        PATH=f"/usr/sbin:{os.environ.get('PATH', '')}",
+        FRONTDOOR_TEMPLATE=str(ROOT / "stack" / "frontdoor" / "nginx.conf.tmpl"),
+        FRONTDOOR_DIR=str(directory),
+        FRONTDOOR_LISTEN=f"127.0.0.1:{port}",
+    )
+    for name in ("get_event", "get_customer", "create_booking", "check_in", "waiting_room"):
+        env[f"{name.upper()}_ADDR"] = f"127.0.0.1:{upstreams.get(name, unused)}"
+    proc = start_process(
+        "frontdoor",
+        ["/bin/sh", str(ROOT / "deploy" / "compose" / "frontdoor-entrypoint.sh")],
+        env,
+        log,
+        ROOT,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/_frontdoor/healthz", proc)
+        yield proc, f"http://127.0.0.1:{port}"
+    finally:
+        proc.stop()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @dataclass

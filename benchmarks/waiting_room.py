@@ -25,14 +25,12 @@ checks (exactly the capacity sold, every booking admitted, nobody admitted twice
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import os
 import random
 import resource
 import shutil
 import statistics
-import subprocess
-import tempfile
 import threading
 import time
 import uuid
@@ -47,7 +45,15 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from benchmarks.env import ROOT, VENV_BIN, BenchError
 from benchmarks.fixtures import VENUE
-from benchmarks.servers import FunctionProcess, cpu_seconds, free_port, postgres_backends, tree
+from benchmarks.servers import (
+    FunctionProcess,
+    cpu_seconds,
+    free_port,
+    frontdoor,
+    postgres_backends,
+    start_process,
+    wait_http,
+)
 from boxoffice.adapters.admission_tokens import generate_signing_key
 from boxoffice.domain.catalogue import split_capacity
 from boxoffice.domain.waiting_room import retry_after
@@ -314,52 +320,6 @@ class Buyers:
 # -- the scenario ----------------------------------------------------------------------------------
 
 
-@dataclass
-class Process:
-    """A process of this scenario (the admission controller, the front door)."""
-
-    name: str
-    proc: subprocess.Popen[bytes]
-
-    def cpu(self) -> float:
-        return cpu_seconds(tree(self.proc.pid))
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, 15)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, 9)
-                self.proc.wait(5)
-
-
-def _start(name: str, cmd: list[str], env: dict[str, str], log: Path, cwd: Path) -> Process:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    return Process(name, proc)
-
-
-def _wait_http(url: str, proc: Process, timeout: float = 30.0) -> None:
-    import requests  # noqa: PLC0415
-
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.proc.poll() is not None:
-            raise BenchError(f"{proc.name} exited (see its log)")
-        try:
-            if requests.get(url, timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        if time.monotonic() > deadline:
-            raise BenchError(f"{proc.name} did not answer on {url}")
-        time.sleep(0.1)
-
-
 def _seed_buyers(b: Any, buyers: int) -> None:
     with (
         b.db.connect() as conn,
@@ -414,14 +374,13 @@ def waiting_room(b: Any) -> dict[str, Any]:
     )
     logs = b.out / "logs"
     procs: dict[str, Any] = {}
-    frontdoor_dir = Path(tempfile.mkdtemp(prefix="boxoffice-bench-frontdoor-"))
-    frontdoor_dir.chmod(0o755)
+    stack = contextlib.ExitStack()
     try:
         for name in ("waiting_room", "create_booking"):
             procs[name] = FunctionProcess(name, env, logs / f"wr-{name}.log")
             procs[name].start()
         port = free_port()
-        procs["admission"] = _start(
+        procs["admission"] = start_process(
             "admission",
             [str(VENV_BIN / "python"), "-m", "boxoffice.admission", "--host", "127.0.0.1",
              "--port", str(port)],
@@ -429,34 +388,24 @@ def waiting_room(b: Any) -> dict[str, Any]:
         )  # fmt: skip
         for name in ("waiting_room", "create_booking"):
             procs[name].wait_until("/readyz")
-        _wait_http(f"http://127.0.0.1:{port}/healthz", procs["admission"])
-        fd_port = free_port()
-        fd_env = dict(
-            os.environ,
-            PATH=f"/usr/sbin:{os.environ.get('PATH', '')}",
-            FRONTDOOR_TEMPLATE=str(ROOT / "stack" / "frontdoor" / "nginx.conf.tmpl"),
-            FRONTDOOR_DIR=str(frontdoor_dir),
-            FRONTDOOR_LISTEN=f"127.0.0.1:{fd_port}",
-            WAITING_ROOM_ADDR=f"127.0.0.1:{procs['waiting_room'].port}",
-            CREATE_BOOKING_ADDR=f"127.0.0.1:{procs['create_booking'].port}",
-            GET_EVENT_ADDR=f"127.0.0.1:{b.servers['get_event'].port}",
-            GET_CUSTOMER_ADDR=f"127.0.0.1:{b.servers['get_customer'].port}",
-            CHECK_IN_ADDR=f"127.0.0.1:{free_port()}",  # not part of this scenario
-        )
-        procs["frontdoor"] = _start(
-            "frontdoor",
-            ["/bin/sh", str(ROOT / "deploy" / "compose" / "frontdoor-entrypoint.sh")],
-            fd_env, logs / "wr-frontdoor.log", ROOT,
-        )  # fmt: skip
-        _wait_http(f"http://127.0.0.1:{fd_port}/_frontdoor/healthz", procs["frontdoor"])
+        wait_http(f"http://127.0.0.1:{port}/healthz", procs["admission"])
+        upstreams = {
+            "waiting_room": procs["waiting_room"].port,
+            "create_booking": procs["create_booking"].port,
+            "get_event": b.servers["get_event"].port,
+            "get_customer": b.servers["get_customer"].port,
+        }
+        door = stack.enter_context(frontdoor(upstreams, logs / "wr-frontdoor.log"))
+        procs["frontdoor"], base = door
+        fd_port = int(base.rsplit(":", 1)[1])
         for mode in p.wr_poll_modes:
             event = _seed_event(b, p.wr_seats)
             out["runs"][mode] = _run(b, procs, fd_port, event, tokens, admin, mode)
     finally:
         for proc in procs.values():
             proc.stop()
+        stack.close()
         issuer.stop()
-        shutil.rmtree(frontdoor_dir, ignore_errors=True)
     out.update(
         buyers=p.wr_buyers,
         seats=p.wr_seats,

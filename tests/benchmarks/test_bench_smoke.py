@@ -20,6 +20,23 @@ import pytest
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
+SUMMARY_KEYS = [
+    "git",
+    "spread_bookings_per_s",
+    "spread_p99_ms",
+    "hot_bookings_per_s",
+    "function_cpu_ms_per_booking",
+    "postgres_cpu_ms_per_booking",
+    "catalogue_uncached_reads_per_s",
+    "catalogue_cached_reads_per_s",
+    "overload_goodput_ratio_min",
+    "overload_client_timeouts",
+    "overload_p99_201_ms",
+    "overload_oversold",
+    "confirm_p99_ms_at_500",
+    "cold_start_s_max",
+    "rss_mb_max",
+]
 
 
 def test_bench_smoke_produces_table_report_plots_and_sells_exactly_capacity(
@@ -71,6 +88,24 @@ def test_bench_smoke_produces_table_report_plots_and_sells_exactly_capacity(
         assert sum(r["confirmed"] for r in confirm["per_run"]) > 0
     else:
         assert confirm["reason"]
+
+    # the overload scenario: runs back to back, each sold exactly its capacity; its refusals
+    # are counted and timed; the hot-event sweep and the cached catalogue produced steps
+    over = s["overload"]
+    assert over["runs"] == len(over["per_run"]) >= 1
+    assert over["all_runs_exact"], over["per_run"]
+    assert over["oversold_total"] == 0
+    assert over["offered_rate"] == 5 * over["sustainable_rate"]
+    assert s["hot"]["steps"][0]["requests"]["median"] > 0
+    assert s["catalogue_cached"]["steps"][0]["requests"]["median"] > 0
+    # the machine-readable summary (a smoke run never overwrites the committed one)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["smoke"] is True
+    assert summary["overload_oversold"] == 0
+    assert summary["git"]
+    for key in SUMMARY_KEYS:
+        assert key in summary, key
+    assert "docs/benchmarks/summary.json" not in proc.stdout
 
     # the sold-out check (SQL): exactly capacity, nothing oversold, books balance
     flash = s["flash_sale"]
