@@ -242,6 +242,12 @@ def rows(results: dict[str, Any]) -> list[Row]:  # noqa: PLR0912, PLR0915 - one 
             out.append(
                 ("4 -> confirmed", "booking POST p99", *minmax(c["p99_ms"], " ms", 1), "", "")
             )
+            for key, label in (
+                ("consume_order_cpu_ms_per_event", "consume_order CPU per event"),
+                ("dispatcher_cpu_ms_per_event", "dispatcher (KafkaSource stand-in) CPU per event"),
+            ):
+                if key in c:
+                    out.append(("4 -> confirmed", label, *minmax(c[key], " ms", 2), "", ""))
     if "cold_start" in s:
         for fn, d in s["cold_start"].items():
             if fn == "under_load":

@@ -23,7 +23,7 @@ import requests
 from benchmarks.env import ROOT, VENV_BIN
 from benchmarks.fixtures import BenchDatabase, TokenPool, dumps
 from benchmarks.load import Attack, Target, attack, write_targets
-from benchmarks.servers import FunctionProcess, Measured, free_port
+from benchmarks.servers import FunctionProcess, Measured, cpu_seconds, free_port, tree
 
 DISPATCHER = ROOT / "stack" / "kafkasource" / "dispatcher.py"
 
@@ -698,6 +698,8 @@ def booking_to_confirmed(b: Bench) -> dict[str, Any]:  # noqa: PLR0912, PLR0915 
                 booker,
             )
             name = "warmup" if warm else f"confirm-run{r_i + 1}"
+            consumer_cpu0 = pipe.consumer.cpu()
+            dispatcher_cpu0 = cpu_seconds(tree(pipe.dispatcher.pid))
             a = attack(
                 b.vegeta,
                 path,
@@ -721,6 +723,8 @@ def booking_to_confirmed(b: Bench) -> dict[str, Any]:  # noqa: PLR0912, PLR0915 
             while len(confirmed) < len(accepted) and time.monotonic() < wait_until:
                 time.sleep(0.5)
                 confirmed = _confirmations(b, list(accepted))
+            consumer_cpu = pipe.consumer.cpu() - consumer_cpu0
+            dispatcher_cpu = cpu_seconds(tree(pipe.dispatcher.pid)) - dispatcher_cpu0
             if warm:
                 continue
             lat = np.array([confirmed[k][1] - accepted[k] for k in confirmed])
@@ -736,6 +740,10 @@ def booking_to_confirmed(b: Bench) -> dict[str, Any]:  # noqa: PLR0912, PLR0915 
                 created_to_confirmed_p99_ms=float(np.percentile(db_side, 99) * 1000)
                 if db_side.size
                 else float("nan"),
+                # per confirmed booking (its `created` event), from the attack's start until
+                # the last confirmation: consume_order's and the dispatcher's process trees
+                consume_order_cpu_ms_per_event=1000 * consumer_cpu / max(1, len(confirmed)),
+                dispatcher_cpu_ms_per_event=1000 * dispatcher_cpu / max(1, len(confirmed)),
             )
             b.log(
                 f"booking -> confirmed run {r_i + 1}: {len(confirmed)}/{len(accepted)} "
