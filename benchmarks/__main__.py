@@ -20,6 +20,7 @@ from benchmarks.servers import FunctionProcess, free_port
 ALL = [
     "catalogue",
     "catalogue_cached",
+    "floor",
     "spread",
     "hot",
     "profile",

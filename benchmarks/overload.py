@@ -22,10 +22,11 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.env import ROOT
 from benchmarks.load import Attack, Target, attack, write_targets
 from benchmarks.report import Row, fmt, minmax, verdict
 from benchmarks.scenarios import Bench, aggregate
-from benchmarks.servers import frontdoor
+from benchmarks.servers import FunctionProcess, frontdoor
 
 # A steady run at one event should never sell it out: this many seats over `hot_shards` rows.
 HOT_STEADY_CAPACITY = 50_000_000
@@ -79,6 +80,38 @@ def catalogue_cached(b: Bench) -> dict[str, Any]:
         result = b.sweep("catalogue-cached", b.profile.cached_rates, proc, by_id)
     result["available"] = True
     return result
+
+
+# -- the stack's floor ---------------------------------------------------------------------
+
+
+def floor(b: Bench) -> dict[str, Any]:
+    """The same server and frameworks with none of Boxoffice's code (benchmarks/floor/main.py):
+    a constant answer and one primary-key read, at one moderate rate -> CPU per request, to set
+    beside the catalogue read's (scenario 1) and the booking's (scenario 2)."""
+    proc = FunctionProcess(
+        "floor", b.env, b.out / "logs" / "floor.log", directory=ROOT / "benchmarks" / "floor"
+    )
+    proc.start()
+    try:
+        proc.wait_until("/readyz")
+        ids = b.rng.sample(b.spread, min(500, len(b.spread)))
+        out = {}
+        for label, urls in (
+            ("constant", [f"{proc.url}/constant"]),
+            ("one read", [f"{proc.url}/events/{e}" for e in ids]),
+        ):
+
+            def targets(path: Path, rate: float, duration: float, urls: list[str] = urls) -> bool:
+                write_targets(path, (Target("GET", u) for u in urls))
+                return False
+
+            out[label] = b.sweep(
+                f"floor-{label.replace(' ', '-')}", [b.profile.floor_rate], proc, targets
+            )
+    finally:
+        proc.stop()
+    return out
 
 
 # -- graceful overload -------------------------------------------------------------------------
@@ -234,6 +267,19 @@ def report_rows(s: dict[str, Any], smoke: bool) -> list[Row]:
                     f"cached @ {step['target_rate']}/s: p99 · load generator CPU",
                     *minmax(step["p99_ms"], " ms", 1),
                     f"vegeta {100 * step['generator_cpu_share']['median']:.0f} % of a core",
+                    "",
+                )
+            )
+    if "floor" in s:
+        for label, sweep in s["floor"].items():
+            step = sweep["steps"][0]
+            out.append(
+                (
+                    "1c the stack's floor",
+                    f"{label} (server + functions-framework + Flask only) @ "
+                    f"{step['target_rate']}/s: server CPU per request",
+                    *minmax(step["server_cpu_ms_per_request"], " ms", 2),
+                    f"p99 {fmt(step['p99_ms']['median'], ' ms', 1)}",
                     "",
                 )
             )

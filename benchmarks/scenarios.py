@@ -68,6 +68,7 @@ class Profile:
     pool_max: int = 8
     # the catalogue through the front door's cache (benchmarks/overload.py)
     cached_rates: list[int] = field(default_factory=lambda: [2000, 5000, 10_000, 15_000, 20_000])
+    floor_rate: int = 500  # the stack's floor (benchmarks/overload.py)
     # graceful overload (benchmarks/overload.py)
     overload_factor: float = 5.0
     overload_s: float = 30.0
@@ -116,6 +117,7 @@ class Profile:
             profile=False,
             migrate="sql",
             cached_rates=[100],
+            floor_rate=50,
             overload_s=3.0,
             overload_sell_s=2.0,
             overload_fallback_rate=20,

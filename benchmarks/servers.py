@@ -210,6 +210,7 @@ class FunctionProcess:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
+    directory: Path | None = None  # default: functions/<name>
 
     @property
     def url(self) -> str:
@@ -222,7 +223,7 @@ class FunctionProcess:
             self.started_at = time.monotonic()
             self.proc = subprocess.Popen(
                 server.command(str(VENV_BIN / "python"), self.port),
-                cwd=ROOT / "functions" / self.name,
+                cwd=self.directory or ROOT / "functions" / self.name,
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -89,6 +89,14 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
             (d["first_route_s"]["max"] for d in cold_fns.values()), default=None
         ),
         "rss_mb_max": max(rss, default=None),
+        # beside the goals: what the same server and frameworks cost with none of our code
+        "floor_cpu_ms_per_read": _median(
+            (s.get("floor") or {}).get("one read", {}).get("steps", [None])[0],
+            "server_cpu_ms_per_request",
+        ),
+        "catalogue_cpu_ms_per_read": _median(
+            _best_step(catalogue.get("GET /events/{id}")), "server_cpu_ms_per_request"
+        ),
     }
 
 
