@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING
 
 from flask import Request
 
-from boxoffice.adapters import keycloak, postgres
-from boxoffice.adapters.keycloak import JwksCache, JwtVerifier
+from boxoffice.adapters import postgres
 from boxoffice.adapters.postgres import Database, PostgresUnitOfWork
 from boxoffice.adapters.resilience import Breaker, FailurePredicate
 from boxoffice.config import Settings
@@ -23,10 +22,13 @@ from boxoffice.services.ports import NoopOutboxNotifier, OutboxNotifier
 from boxoffice.web.app import FunctionApp
 from boxoffice.web.auth import bearer_token
 
-if TYPE_CHECKING:  # imported on first use below (kafka-python, boto3, fpdf2 are slow to import)
+if (
+    TYPE_CHECKING
+):  # imported on first use below (kafka-python, boto3, fpdf2, PyJWT are slow to import)
     from boxoffice.adapters.admission_tokens import AdmissionSigner, AdmissionVerifier
     from boxoffice.adapters.housekeeping import PostgresHousekeeping
     from boxoffice.adapters.kafka import KafkaEventPublisher
+    from boxoffice.adapters.keycloak import JwtVerifier
     from boxoffice.adapters.postgres_bookings import PostgresBookingStore
     from boxoffice.adapters.postgres_checkins import CheckInUnitOfWorks
     from boxoffice.adapters.postgres_orders import OrderUnitOfWorks, PostgresOrderStore
@@ -113,14 +115,17 @@ class Container:
 
     @functools.cached_property
     def token_verifier(self) -> JwtVerifier:
+        # PyJWT and cryptography: ~130 ms of imports a public catalogue read never needs.
+        from boxoffice.adapters import keycloak  # noqa: PLC0415 - lazy
+
         s = self.settings
-        keys = JwksCache(
+        keys = keycloak.JwksCache(
             s.jwks_url,
             min_refresh=s.jwks_min_refresh,
             timeout=s.db_timeout,
             breaker=self._breaker(keycloak.DEPENDENCY, keycloak.fetch_failure),
         )
-        return JwtVerifier(keys, s.oidc_issuer, s.oidc_audience, s.jwt_leeway)
+        return keycloak.JwtVerifier(keys, s.oidc_issuer, s.oidc_audience, s.jwt_leeway)
 
     @functools.cached_property
     def event_publisher(self) -> KafkaEventPublisher:
