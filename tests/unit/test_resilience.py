@@ -243,6 +243,20 @@ def test_the_databases_trial_call_gives_up_on_a_dead_server_in_half_a_second(
     assert breaker.state == "open"  # re-opened by the failed trial
 
 
+def test_after_a_connection_failure_calls_wait_briefly_for_a_connection(clock: FakeClock) -> None:
+    """While connection-level failures are being counted, a call does not wait out the pool's
+    full timeout (30 s here): it fails fast, so the breaker opens soon."""
+    breaker = Breaker(postgres.DEPENDENCY, postgres.connection_failure, failure_threshold=4)
+    fail(breaker, PoolTimeout("the database is not answering"))
+    assert breaker.state == "closed"
+    db = Database("postgresql://127.0.0.1:1/none", timeout=30.0, breaker=breaker)
+    started = time.monotonic()
+    with pytest.raises(errors.ServiceUnavailable), db.connection():
+        pytest.fail("got a connection")
+    assert time.monotonic() - started < postgres.TRIAL_WAIT_SECONDS + 0.5
+    assert breaker.failure_count == 2
+
+
 # -- the JWKS fetch ---------------------------------------------------------------------------
 
 URL = "http://idp.invalid/certs"

@@ -45,6 +45,10 @@ _STATEMENT_LEVEL = (
 # accepts one in milliseconds; a dead one refuses at once, and then the trial should fail quickly
 # so the next one (after the breaker's open time) comes soon (docs/adr/0006-resilience.md).
 TRIAL_WAIT_SECONDS = 0.5
+# How long the pool keeps retrying a connection that failed before it gives up on it (psycopg_pool
+# retries after 1, 2, 4... s, for 5 minutes by default): then the pool is replaced, so its waiting
+# requests fail at once (503) instead of at their timeout, and the next pool tries at once.
+RECONNECT_GIVE_UP_SECONDS = 0.5
 
 
 class StaleConnection(psycopg.OperationalError):
@@ -101,6 +105,8 @@ class Database:
                         timeout=self._timeout,
                         open=False,
                         check=check_alive,
+                        reconnect_timeout=RECONNECT_GIVE_UP_SECONDS,
+                        reconnect_failed=self._discard,
                         kwargs={
                             "autocommit": True,
                             "connect_timeout": max(1, int(self._timeout)),
@@ -120,14 +126,21 @@ class Database:
         reconnection attempts back off exponentially (1, 2, 4, 8... s), so after an outage it
         could take seconds to try again; a new pool tries at once, when the breaker's next trial
         call asks it for a connection. Its connections are all dead anyway."""
-        if not self.breaker.is_open:
-            return
+        pool = self._pool
+        if self.breaker.is_open and pool is not None:
+            self._discard(pool)
+
+    def _discard(self, pool: ConnectionPool[Conn]) -> None:
+        """Replace `pool` (if it is still the current one) and close it in the background: its
+        waiting requests fail at once with PoolClosed; the next request opens a new pool. Also the
+        pool's own `reconnect_failed` callback, run on its worker thread (hence no join here)."""
         with self._lock:
-            old, self._pool = self._pool, None
-        if old is not None:
-            threading.Thread(
-                target=old.close, kwargs={"timeout": 0}, name="pool-close", daemon=True
-            ).start()
+            if self._pool is not pool:
+                return
+            self._pool = None
+        threading.Thread(
+            target=pool.close, kwargs={"timeout": 0}, name="pool-close", daemon=True
+        ).start()
 
     @contextmanager
     def connection(self) -> Iterator[Conn]:
@@ -141,8 +154,12 @@ class Database:
             # The half-open trial waits for a connection briefly: its pool is new (see
             # _renew_pool_if_down) and tries to connect at once, so if that attempt fails the
             # database is still down, and the pool's next attempt would only come a second later.
+            # So does every call while connection-level failures are being counted (the database
+            # may be down): they fail fast and open the breaker soon, instead of each waiting out
+            # the full timeout on a pool that cannot connect.
             with self.breaker.guard() as trial:
-                wait = min(self._timeout, TRIAL_WAIT_SECONDS) if trial else self._timeout
+                doubtful = trial or self.breaker.failure_count > 0
+                wait = min(self._timeout, TRIAL_WAIT_SECONDS) if doubtful else self._timeout
                 with self._get_pool().connection(timeout=wait) as conn:
                     yield conn
         except PoolTimeout as exc:
