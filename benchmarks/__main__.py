@@ -8,6 +8,7 @@ import signal
 import statistics
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -196,21 +197,21 @@ def main(argv: list[str]) -> int:  # noqa: PLR0912, PLR0915 - the run, start to 
         }
         if p.smoke:
             bench.notes.append("smoke run: tiny sizes, one run; the figures are not a measurement")
+        failed: dict[str, str] = {}
+        results["failed"] = failed
         for name in ALL + OPTIONAL:
             if name not in wanted:
                 continue
-            bench.log(f"scenario {name}")
-            if name == "profile":
-                if not p.profile:
-                    continue
-                rate = _profile_rate(results)
-                results["scenarios"]["profile"] = scenarios.profile_spread(
-                    bench, rate, min(20.0, max(5.0, p.duration_s)), VENV_BIN / "py-spy"
-                )
+            if name == "profile" and not p.profile:
                 continue
-            module = {"waiting_room": waiting_room}.get(name)
-            module = module or (overload if hasattr(overload, name) else scenarios)
-            results["scenarios"][name] = bench.found[name] = getattr(module, name)(bench)
+            bench.log(f"scenario {name}")
+            try:
+                results["scenarios"][name] = bench.found[name] = _scenario(name, bench, results)
+            except Exception as exc:  # noqa: BLE001 - one failed scenario must not lose the rest
+                traceback.print_exc()
+                failed[name] = f"{type(exc).__name__}: {exc}"
+                bench.log(f"scenario {name} FAILED: {failed[name]}")
+                bench.notes.append(f"scenario {name} FAILED ({failed[name]}): no figures")
         shares = [
             a.generator_cpu_s / a.wall_s
             for attacks in bench.plots.values()
@@ -225,8 +226,12 @@ def main(argv: list[str]) -> int:  # noqa: PLR0912, PLR0915 - the run, start to 
         results["elapsed_s"] = time.monotonic() - t0
         print(report.write(results, bench.plots, out), flush=True)
         print(f"[bench] report: {out / 'report.md'}", flush=True)
-        written = summary.write(results, out, full=not p.smoke and set(ALL) <= set(wanted))
+        full = not p.smoke and set(ALL) <= set(wanted) and not failed
+        written = summary.write(results, out, full=full)
         print(f"[bench] summary: {', '.join(str(w) for w in written)}", flush=True)
+        if failed:
+            print(f"[bench] FAILED scenarios: {', '.join(failed)}", file=sys.stderr, flush=True)
+            return 1
     finally:
         if bench is not None and bench.confirm is not None:
             bench.confirm.stop()
@@ -237,6 +242,17 @@ def main(argv: list[str]) -> int:  # noqa: PLR0912, PLR0915 - the run, start to 
         else:
             db.drop()
     return 0
+
+
+def _scenario(name: str, bench: Bench, results: dict[str, Any]) -> Any:
+    p = bench.profile
+    if name == "profile":
+        rate = _profile_rate(results)
+        duration = min(20.0, max(5.0, p.duration_s))
+        return scenarios.profile_spread(bench, rate, duration, VENV_BIN / "py-spy")
+    module = {"waiting_room": waiting_room}.get(name)
+    module = module or (overload if hasattr(overload, name) else scenarios)
+    return getattr(module, name)(bench)
 
 
 def _profile_rate(results: dict[str, Any]) -> int:

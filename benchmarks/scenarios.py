@@ -84,7 +84,9 @@ class Profile:
     wr_open_after_s: float = 10.0
     wr_rate: float | None = None  # None: automatic
     wr_capacity_per_s: int = 200  # BOXOFFICE_BOOKING_CAPACITY_PER_SECOND of the run
-    wr_poll_modes: list[str] = field(default_factory=lambda: ["line", "me"])
+    # "line": the cached public status, as the README tells browsers to poll (the storefront
+    # does); "me" (`--wr-poll me`): everyone polls their own place, uncached.
+    wr_poll_modes: list[str] = field(default_factory=lambda: ["line"])
     wr_connections: int = 256
     wr_timeout_s: float = 600.0
 
