@@ -28,10 +28,6 @@ from boxoffice.web import metrics
 log = logging.getLogger("boxoffice.relay")
 
 DEFAULT_BATCH = 100
-# After a kick the relay waits this long before its pass, so that the commits of concurrent
-# requests are published together: a pass (claim, send, acks, mark) costs about as much for one
-# row as for a hundred, and one pass per booking was a quarter of create_booking's CPU (ADR 5).
-DEFAULT_LINGER_SECONDS = 0.01
 
 
 class OutboxBatch(Protocol):
@@ -145,12 +141,10 @@ class BackgroundRelay:
         sweep_seconds: float = 2.0,
         batch_size: int = DEFAULT_BATCH,
         name: str = "boxoffice-outbox-relay",
-        linger_seconds: float = DEFAULT_LINGER_SECONDS,
     ) -> None:
         self.relay = relay
         self._sweep = sweep_seconds
         self._batch = batch_size
-        self._linger = linger_seconds
         self._name = name
         self._wake = threading.Event()
         self._lock = threading.RLock()  # stop() may run in a signal handler
@@ -209,5 +203,4 @@ class BackgroundRelay:
                     next_measure = now + self._sweep
             except Exception:  # the loop must survive a database outage
                 log.warning("outbox relay pass failed (will retry)", exc_info=True)
-            if self._wake.wait(self._sweep) and self._linger > 0:
-                stop.wait(self._linger)  # kicked: let the other requests' commits join the pass
+            self._wake.wait(self._sweep)
