@@ -22,9 +22,8 @@ from boxoffice.services.ports import NoopOutboxNotifier, OutboxNotifier
 from boxoffice.web.app import FunctionApp
 from boxoffice.web.auth import bearer_token
 
-if (
-    TYPE_CHECKING
-):  # imported on first use below (kafka-python, boto3, fpdf2, PyJWT are slow to import)
+# Imported on first use below (kafka-python, boto3, fpdf2, PyJWT are slow to import).
+if TYPE_CHECKING:
     from boxoffice.adapters.admission_tokens import AdmissionSigner, AdmissionVerifier
     from boxoffice.adapters.housekeeping import PostgresHousekeeping
     from boxoffice.adapters.kafka import KafkaEventPublisher
