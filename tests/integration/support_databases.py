@@ -62,3 +62,40 @@ def _dev_database_url() -> str:
             "BOXOFFICE_DATABASE_URL is not set: run the tests with `make test`", pytrace=False
         )
     return url
+
+
+# What a customer's hand-made rows touch, children first (no foreign key here cascades but
+# booking -> booking_allocation and event -> event_inventory / event_queue).
+_PURGE = [
+    "DELETE FROM check_in_conflict WHERE event_id = ANY(%(events)s)",
+    "DELETE FROM check_in WHERE event_id = ANY(%(events)s)",
+    """DELETE FROM ticket WHERE order_id IN (SELECT o.id FROM orders o JOIN booking b
+        ON b.id = o.booking_id WHERE b.event_id = ANY(%(events)s))""",
+    """DELETE FROM order_event WHERE booking_id IN (SELECT id FROM booking
+        WHERE event_id = ANY(%(events)s))""",
+    """DELETE FROM orders WHERE booking_id IN (SELECT id FROM booking
+        WHERE event_id = ANY(%(events)s))""",
+    """DELETE FROM idempotency_record WHERE booking_id IN (SELECT id FROM booking
+        WHERE event_id = ANY(%(events)s))""",
+    """DELETE FROM outbox WHERE record_key IN (SELECT id::text FROM booking
+        WHERE event_id = ANY(%(events)s))""",
+    "DELETE FROM booking WHERE event_id = ANY(%(events)s)",
+    "DELETE FROM customer_event_tickets WHERE event_id = ANY(%(events)s)",
+    "DELETE FROM event WHERE id = ANY(%(events)s)",
+]
+
+
+def purge_events_of(url: str, customer_id: uuid.UUID) -> None:
+    """Delete every event a test customer booked, with everything that hangs off it, in one
+    transaction: for tests that must run against the stack's own function processes (so on the
+    dev database) but write rows no function would (bookings without seats, statuses set by
+    hand). Afterwards the dev database passes `stack/boxo verify` again."""
+    with psycopg.connect(url) as conn, conn.transaction():
+        events = [
+            r[0]
+            for r in conn.execute(
+                "SELECT DISTINCT event_id FROM booking WHERE customer_id = %s", (customer_id,)
+            )
+        ]
+        for statement in _PURGE:
+            conn.execute(statement, {"events": events})

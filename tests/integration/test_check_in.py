@@ -74,6 +74,13 @@ def swap(use_settings: Callable[..., bootstrap.Container]) -> Callable[..., boot
 
 
 @pytest.fixture
+def db(own_db: Db) -> Db:
+    """These tests cancel bookings straight in the database and set statuses by hand: a
+    database of the test's own (`own_db`), never the dev database."""
+    return own_db
+
+
+@pytest.fixture
 def event(db: Db) -> uuid.UUID:
     """A fresh event per test (summaries count per event)."""
     event_id = uuid.uuid4()

@@ -10,12 +10,13 @@ batch uploads of two offline gates, and check-ins racing cancellations go to the
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +26,7 @@ import pytest
 import requests
 from flask.testing import FlaskClient
 from psycopg import sql
+from support_databases import purge_events_of
 from test_consume_order_support import (
     Db,
     consume_order_client,
@@ -39,6 +41,16 @@ from test_consume_order_support import (
 pytestmark = pytest.mark.integration
 
 CUSTOMER = uuid.UUID("c0c0f000-0000-4000-8000-0000000c4e02")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _dev_database_left_consistent() -> Iterator[None]:
+    """These tests book by hand (no seats) against the stack's check_in process, so on the dev
+    database: their events go, with everything on them, when the module is done."""
+    yield
+    purge_events_of(os.environ["BOXOFFICE_DATABASE_URL"], CUSTOMER)
+
+
 SCANS = 100
 
 

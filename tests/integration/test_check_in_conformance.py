@@ -8,9 +8,10 @@ sandbox event made for this module (and that event's id), and summary requests i
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis.specs.openapi.checks import ignored_auth
+from support_databases import purge_events_of
 from test_consume_order_support import (
     consume_order_client,
     created_delivery,
@@ -40,6 +42,16 @@ ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "src" / "boxoffice" / "openapi.yaml"
 EXAMPLES_PER_OPERATION = 25
 CUSTOMER = uuid.UUID("c0c0f000-0000-4000-8000-0000000c4e03")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _dev_database_left_consistent() -> Iterator[None]:
+    """These tests book by hand (no seats) against the stack's check_in process, so on the dev
+    database: their events go, with everything on them, when the module is done."""
+    yield
+    purge_events_of(os.environ["BOXOFFICE_DATABASE_URL"], CUSTOMER)
+
+
 SANDBOX: dict[str, Any] = {}
 SEEN: Counter[tuple[str, int]] = Counter()  # (operation, status) of every generated case
 
@@ -54,8 +66,6 @@ def client() -> FlaskClient:
 
 @pytest.fixture(scope="module")
 def sandbox() -> Any:
-    import os  # noqa: PLC0415
-
     event = uuid.uuid4()
     with psycopg.connect(os.environ["BOXOFFICE_DATABASE_URL"], autocommit=True) as db:
         ensure_event(db, event)
