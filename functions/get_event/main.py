@@ -55,20 +55,20 @@ def list_events(ctx: RequestContext) -> Response:
     metrics.EVENTS_SERVED.inc(len(page.items))
     next_cursor = encode_cursor(page.items[-1]) if page.has_more else None
     body = {"items": [event_json(e) for e in page.items], "nextCursor": next_cursor}
-    return cacheable_json(ctx, body, container().settings.catalogue_max_age)
+    return _public(ctx, body)
 
 
 @app.route("/events/<event_id>", methods=["GET"])
 def get_event(ctx: RequestContext, event_id: str) -> Response:
     event = catalogue.get_event(container().uow, v.parse_uuid(event_id, "eventId"))
     metrics.EVENTS_SERVED.inc()
-    return cacheable_json(ctx, event_json(event), container().settings.catalogue_max_age)
+    return _public(ctx, event_json(event))
 
 
 @app.route("/venues/<venue_id>", methods=["GET"])
 def get_venue(ctx: RequestContext, venue_id: str) -> Response:
     venue = catalogue.get_venue(container().uow, v.parse_uuid(venue_id, "venueId"))
-    return cacheable_json(ctx, venue_json(venue), container().settings.catalogue_max_age)
+    return _public(ctx, venue_json(venue))
 
 
 def _venue(ctx: RequestContext, venue_id: uuid.UUID) -> Venue:
@@ -121,6 +121,11 @@ def cancel_event(ctx: RequestContext, event_id: str) -> Response:
     ctx.principal(ADMIN_ROLE)
     event = catalogue.cancel_event(container().uow, v.parse_uuid(event_id, "eventId"))
     return json_response(event_json(event))
+
+
+def _public(ctx: RequestContext, body: object) -> Response:
+    settings = container().settings
+    return cacheable_json(ctx, body, settings.catalogue_max_age, settings.catalogue_stale)
 
 
 @functions_framework.http

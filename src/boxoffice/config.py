@@ -49,6 +49,11 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
     ),
     "BOXOFFICE_IDEMPOTENCY_TTL_HOURS": ("24", "How long idempotency keys are kept."),
     "BOXOFFICE_CATALOGUE_MAX_AGE_SECONDS": ("5", "Cache-Control max-age of catalogue reads."),
+    "BOXOFFICE_CATALOGUE_STALE_SECONDS": (
+        "5",
+        "Cache-Control stale-while-revalidate of catalogue reads: how long past max-age a shared"
+        " cache may answer with its entry while one request refreshes it (0: never).",
+    ),
     "BOXOFFICE_TICKET_SIGNING_KEY": (
         "",
         "Ed25519 private key that signs new ticket codes (consume_order): base64url seed or PEM.",
@@ -210,6 +215,7 @@ class Settings:
     max_tickets_per_customer_per_event: int
     idempotency_ttl_hours: int
     catalogue_max_age: int
+    catalogue_stale: int
     ticket_signing_key: str
     s3_endpoint_url: str
     s3_bucket: str
@@ -257,6 +263,7 @@ class Settings:
             ),
             idempotency_ttl_hours=_int(e, "BOXOFFICE_IDEMPOTENCY_TTL_HOURS", 24),
             catalogue_max_age=_int(e, "BOXOFFICE_CATALOGUE_MAX_AGE_SECONDS"),
+            catalogue_stale=_int(e, "BOXOFFICE_CATALOGUE_STALE_SECONDS"),
             ticket_signing_key=_get(e, "BOXOFFICE_TICKET_SIGNING_KEY"),
             s3_endpoint_url=_get(e, "BOXOFFICE_S3_ENDPOINT_URL"),
             s3_bucket=_get(e, "BOXOFFICE_S3_BUCKET"),

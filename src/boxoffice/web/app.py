@@ -67,11 +67,16 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return response
 
 
-def cacheable_json(ctx: RequestContext, body: Any, max_age: int) -> Response:
-    """A public, short-lived cacheable JSON response with a strong ETag; 304 on a match."""
+def cacheable_json(ctx: RequestContext, body: Any, max_age: int, stale: int = 0) -> Response:
+    """A public, short-lived cacheable JSON response with a strong ETag; 304 on a match. With
+    `stale`, a shared cache may answer with it for that many seconds past `max_age` while it
+    refreshes it (RFC 5861 stale-while-revalidate): the bound on how old a cached answer gets."""
     payload = json.dumps(body, separators=(",", ":"), default=str).encode()
     etag = hashlib.sha256(payload).hexdigest()[:32]
-    headers = {"ETag": f'"{etag}"', "Cache-Control": f"public, max-age={max_age}"}
+    cache = f"public, max-age={max_age}"
+    if stale > 0:
+        cache += f", stale-while-revalidate={stale}"
+    headers = {"ETag": f'"{etag}"', "Cache-Control": cache}
     if etag in ctx.request.if_none_match:
         response = Response(status=304)
         for name, value in headers.items():
