@@ -62,6 +62,7 @@ from boxoffice.domain.waiting_room import retry_after
 
 ISSUER = "http://bench-issuer/realms/boxoffice"
 TIMEOUT_S = 10.0
+BACKOFF_CAP_S = 30.0  # the storefront's (storefront/public/assets/line.js)
 TICKETS = 2
 
 
@@ -210,6 +211,7 @@ class Stats:
     joined_wall: list[float] = field(default_factory=list)
     last_retry_before_final: list[float] = field(default_factory=list)
     joined_by: float = 0.0
+    joins_done: int = 0  # buyers whose join was answered (a place, or sold out)
 
     def count(self, table: dict[str, int], key: str) -> None:
         table[key] = table.get(key, 0) + 1
@@ -225,9 +227,20 @@ class Buyers:
         self.rng = random.Random(14)
 
     async def call(
-        self, kind: str, method: str, path: str, i: int | None, body: Any = None, **headers: str
+        self,
+        kind: str,
+        method: str,
+        path: str,
+        i: int | None,
+        body: Any = None,
+        backoff: bool = False,
+        **headers: str,
     ) -> Answer:
-        """One request as a browser makes it: after 503, again after its Retry-After."""
+        """One request as a browser makes it: after 503, again after its Retry-After plus up to a
+        second at random; with `backoff` (joining, as the storefront joins) plus a random share of
+        a window that doubles with each refusal in a row up to BACKOFF_CAP_S ("full jitter"), so
+        a crowd refused together does not come back together."""
+        refused = 0
         h = dict(headers)
         if i is not None:
             h["Authorization"] = f"Bearer {self.tokens[i]}"
@@ -250,19 +263,30 @@ class Buyers:
             if answer.status != 503:
                 return answer
             self.stats.count(self.stats.overloaded, kind)
-            await asyncio.sleep(float(answer.headers.get("retry-after", "1")) + self.rng.random())
+            spread = min(BACKOFF_CAP_S, 2.0**refused) if backoff else 1.0
+            refused += 1
+            wait = float(answer.headers.get("retry-after", "1"))
+            await asyncio.sleep(wait + self.rng.uniform(0.0, spread))
 
     async def buyer(self, i: int, arrive_at: float) -> None:
         await asyncio.sleep(max(0.0, arrive_at - time.monotonic()))
         base = f"/events/{self.event}/queue"
-        joined = await self.call("join", "POST", base, i)
+        joined = await self.call("join", "POST", base, i, backoff=True)
+        t_join = time.monotonic()
+        joined_wall = time.time()
+        self.stats.joins_done += 1
+        self.stats.join_s.append(t_join - arrive_at)
+        if joined.status == 409 and joined.json().get("type", "").endswith("/sold-out"):
+            # The line had stopped before this buyer got a place: the join's answer said so.
+            self.stats.count(self.stats.outcomes, "sold-out at joining")
+            self.stats.sold_out_learned.append(joined_wall)
+            self.stats.joined_wall.append(joined_wall)
+            self.stats.last_retry_before_final.append(0.0)
+            return
         if joined.status not in (200, 201):
             self.stats.count(self.stats.errors, f"join {joined.status}")
             return
-        t_join = time.monotonic()
-        joined_wall = time.time()
         self.stats.joined_by = max(self.stats.joined_by, t_join)
-        self.stats.join_s.append(t_join - arrive_at)
         place = joined.json()
         state = place["state"]
         retry = float(joined.headers.get("retry-after", "2"))
@@ -498,7 +522,9 @@ def _run(
 
         mark("start")
         tasks = [asyncio.create_task(buyers.buyer(i, t)) for i, t in enumerate(arrivals)]
-        await asyncio.wait_for(_until(lambda: _all_joined(b, event, len(tokens))), p.wr_timeout_s)
+        await asyncio.wait_for(
+            _until(lambda: buyers.stats.joins_done >= len(tokens)), p.wr_timeout_s
+        )
         mark("joined")
         await asyncio.wait_for(_until(lambda: _sold_out(b, event)), p.wr_timeout_s)
         mark("sold_out")
@@ -607,12 +633,6 @@ def _iso(epoch: float) -> str:
 async def _until(check: Any, every: float = 0.5) -> None:
     while not await asyncio.to_thread(check):
         await asyncio.sleep(every)
-
-
-def _all_joined(b: Any, event: uuid.UUID, n: int) -> bool:
-    with b.db.connect() as conn:
-        row = conn.execute("SELECT count(*) FROM queue_entry WHERE event_id = %s", (event,))
-        return bool(row.fetchone()[0] >= n)
 
 
 def _sold_out(b: Any, event: uuid.UUID) -> bool:

@@ -1,11 +1,13 @@
 """The waiting room's line page in headless Chromium, against the running stack's waiting_room
 function and admission controller (ADR 14): an event in queue mode sends the buyer to the line,
 which shows the place, the people ahead and the estimated wait, moves on to the booking form by
-itself when the buyer is admitted, and says at once when the event sold out in front of them.
+itself when the buyer is admitted, says at once when the event sold out in front of them, and
+joins again by itself when the waiting room was too busy to give a place.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 from conftest import Api, Buyer, KeycloakAdmin, Watched, axe_violations, shot, sign_in_on_keycloak
 
@@ -142,3 +144,40 @@ def test_the_line_says_at_once_when_the_event_sold_out_in_front_of_the_buyer(
     expect(page.locator("#line-state")).to_contain_text(re.compile("every ticket is sold"))
     shot(watched, artifacts, "waiting-room-sold-out")
     assert api.bookings_for(registered_buyer, event_id) == []
+
+
+def test_a_buyer_refused_while_the_line_is_busy_joins_again_by_itself(
+    open_page: Any, storefront: str, api: Api, registered_buyer: Buyer
+) -> None:
+    event_id = api.new_event(capacity=10)
+    _queue(api, event_id, opens_in_s=120, rate=1)
+    watched: Watched = open_page()
+    page = watched.page
+    # The first join is answered as the waiting room answers when it sheds load (ADR 11); the
+    # page's next attempt goes to the running waiting_room function.
+    refused: list[str] = []
+
+    def busy_once(route: Route) -> None:
+        if route.request.method != "POST" or refused:
+            route.fallback()
+            return
+        refused.append(route.request.url)
+        problem = {
+            "type": "https://boxoffice.example/problems/overloaded",
+            "title": "Overloaded",
+            "status": 503,
+            "detail": "too many requests in flight; retry after Retry-After",
+        }
+        route.fulfill(
+            status=503,
+            headers={"Retry-After": "1", "Content-Type": "application/problem+json"},
+            body=json.dumps(problem),
+        )
+
+    page.route(re.compile(rf".*/events/{event_id}/queue$"), busy_once)
+    _join_in_the_browser(page, storefront, event_id, registered_buyer)
+
+    expect(page.locator("#line-joining")).to_contain_text("Trying again in")
+    expect(page.locator("#line-position")).to_have_text("1", timeout=10_000)
+    assert len(refused) == 1
+    assert watched.problems == []

@@ -11,6 +11,11 @@ import { eventPath, linePath, navigate } from "./router.js";
 import { announce, fill, h, pageHeading, problemBox } from "./ui.js";
 
 const LINE_POLL_MS = 2000;
+// Joining while the waiting room is too busy to answer (503 with Retry-After): the page asks
+// again by itself after the Retry-After plus a random share of a window that doubles with each
+// refusal in a row, up to this many seconds ("full jitter"): a crowd refused together does not
+// come back together, and the line fills at the rate the waiting room can take.
+export const JOIN_BACKOFF_CAP_S = 30;
 const admissions = new Map(); // event id -> {token, expiresAt}: in memory only, like the tokens
 
 /** A still valid admission of this page's buyer for the event, or null. */
@@ -46,6 +51,28 @@ export async function myPlace(eventId) {
   }
 }
 
+/** Seconds before joining again after `refused` refusals in a row (the last said `retryAfter`). */
+export function joinDelaySeconds(retryAfter, refused, random = Math.random) {
+  return (retryAfter ?? 1) + random() * Math.min(JOIN_BACKOFF_CAP_S, 2 ** refused);
+}
+
+/** The buyer's place (joining, or the place they already have); null when the page was left. */
+async function joinLine(main, event) {
+  const here = linePath(event.id);
+  for (let refused = 0; ; refused += 1) {
+    try {
+      return remember((await api(`/events/${encodeURIComponent(event.id)}/queue`, { method: "POST", auth: true })).body);
+    } catch (problem) {
+      if (problem.status !== 503) throw problem;
+      const seconds = joinDelaySeconds(problem.retryAfter, refused);
+      const text = `So many people are joining right now that you have no place yet. Trying again in ${Math.ceil(seconds)} s.`;
+      fill(main, pageHeading(`Waiting room: ${event.name}`), h("p", { id: "line-joining", role: "status" }, text));
+      await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+      if (location.pathname !== here) return null;
+    }
+  }
+}
+
 function waitText(seconds) {
   if (seconds === null || seconds === undefined) return "Not known yet";
   if (seconds < 60) return "Less than a minute";
@@ -71,7 +98,8 @@ export async function linePage(main, { id }) {
   let place = null;
   try {
     event = (await api(`/events/${encodeURIComponent(id)}`)).body;
-    place = remember((await api(`/events/${encodeURIComponent(id)}/queue`, { method: "POST", auth: true })).body);
+    place = await joinLine(main, event);
+    if (place === null) return undefined;
   } catch (problem) {
     if (problem.slug === "registration-required") {
       navigate(`/account/profile?next=${encodeURIComponent(linePath(id))}`, {
