@@ -381,3 +381,52 @@ def test_garbage_jwks_document_counts_as_a_failed_fetch(cache: JwksCache, jwks: 
     jwks.keys = [{"kid": "k1", "kty": "RSA", "n": "!!", "e": "!!"}]
     with pytest.raises(errors.ServiceUnavailable):
         cache.key("k1")
+
+
+# --- verified tokens remembered -----------------------------------------------------------------
+
+
+def test_the_same_token_again_is_not_verified_again(
+    verifier: JwtVerifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoded: list[str] = []
+    decode = jwt.decode
+
+    def counting(raw: str, *args: Any, **kwargs: Any) -> Any:
+        decoded.append(raw)
+        return decode(raw, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting)
+    raw, other = token(), token(sub="b0b00000-0000-4000-8000-000000000002")
+    first = verifier.verify(raw)
+    assert verifier.verify(raw) == first
+    assert verifier.verify(other).subject != first.subject
+    assert decoded == [raw, other]
+
+
+def test_a_remembered_token_is_refused_once_it_has_expired(cache: JwksCache) -> None:
+    now = [time.time()]
+    verifier = JwtVerifier(cache, ISSUER, AUDIENCE, leeway=LEEWAY, clock=lambda: now[0])
+    raw = token(exp=int(now[0]) + 60)
+    assert verifier.verify(raw).subject
+    now[0] += 60 + LEEWAY - 1  # still within the leeway
+    assert verifier.verify(raw).subject
+    now[0] += 1
+    refused(verifier, raw, "expired")
+
+
+def test_a_remembered_token_whose_key_left_the_jwks_is_refused(
+    verifier: JwtVerifier, jwks: FakeJwks, clock: Clock
+) -> None:
+    raw = token()
+    assert verifier.verify(raw).subject
+    jwks.keys = [jwk(OTHER_KEY, "k2")]  # k1 retired at the identity provider
+    clock.now += 30
+    assert verifier.verify(token(key=OTHER_KEY, kid="k2")).subject  # the refresh that learns it
+    refused(verifier, raw, "unknown_kid")
+
+
+def test_a_refused_token_is_not_remembered(verifier: JwtVerifier) -> None:
+    forged = token(key=OTHER_KEY)
+    refused(verifier, forged, "signature")
+    refused(verifier, forged, "signature")

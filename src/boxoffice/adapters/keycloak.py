@@ -8,16 +8,22 @@ Policy (docs/adr/0003-token-verification.md):
   one refresh per `min_refresh` seconds; a failed refresh keeps the last good keys; with no
   keys at all the caller gets 503, not 401;
 - fetches go through a circuit breaker (docs/adr/0006-resilience.md): while it is open no fetch
-  is attempted, the cached keys keep serving, and with none the caller gets 503 at once.
+  is attempted, the cached keys keep serving, and with none the caller gets 503 at once;
+- a token that verified is remembered per process (the last `VERIFIED_CACHE_SIZE` distinct
+  tokens, as Envoy's jwt_authn caches them): the same bytes again cost a dictionary lookup, not
+  an RSA verification, until the token's `exp` (checked on every use, with the leeway) or until
+  its key leaves the JWKS. Refused tokens are never remembered.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import jwt
@@ -29,6 +35,8 @@ from boxoffice.web import metrics
 
 ALGORITHM = "RS256"
 EMPTY_CACHE_RETRY_SECONDS = 1.0
+# Verified tokens remembered per process: a Keycloak access token is about 1 KB, so about 1 MB.
+VERIFIED_CACHE_SIZE = 1024
 DEPENDENCY = "jwks"
 
 
@@ -64,6 +72,10 @@ class JwksCache:
         self._keys: dict[str, jwt.PyJWK] = {}
         self._last_attempt: float | None = None
         self._lock = threading.Lock()
+
+    def knows(self, kid: str) -> bool:
+        """Whether `kid` is among the current keys (no fetch)."""
+        return kid in self._keys
 
     def key(self, kid: str) -> jwt.PyJWK:
         found = self._keys.get(kid)
@@ -115,14 +127,39 @@ class JwksCache:
             metrics.JWKS_REFRESHES.labels("empty").inc()
 
 
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    principal: Principal
+    kid: str
+    expires_at: float
+
+
 class JwtVerifier:
-    def __init__(self, keys: JwksCache, issuer: str, audience: str, leeway: int = 30) -> None:
+    def __init__(
+        self,
+        keys: JwksCache,
+        issuer: str,
+        audience: str,
+        leeway: int = 30,
+        cache_size: int = VERIFIED_CACHE_SIZE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._keys = keys
         self._issuer = issuer
         self._audience = audience
         self._leeway = leeway
+        self._clock = clock
+        self._verified = functools.lru_cache(maxsize=cache_size)(self._verify)
 
     def verify(self, token: str) -> Principal:
+        found = self._verified(token)
+        if found.expires_at <= self._clock() - self._leeway:  # expired since it was verified
+            raise self._reject("expired", "token has expired")
+        if not self._keys.knows(found.kid):  # its key was retired since: verify it afresh
+            found = self._verify(token)
+        return found.principal
+
+    def _verify(self, token: str) -> _Verified:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -160,11 +197,12 @@ class JwtVerifier:
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject:
             raise self._reject("invalid", "token has no subject")
-        return Principal(
+        principal = Principal(
             subject=subject,
             roles=frozenset(self._roles(claims)),
             username=str(claims.get("preferred_username", "")),
         )
+        return _Verified(principal, kid, float(claims["exp"]))
 
     def _roles(self, claims: dict[str, Any]) -> set[str]:
         roles: set[str] = set()
