@@ -445,9 +445,11 @@ def test_a_later_event_of_a_booking_waits_until_the_earlier_one_is_published(
         first.mark_failed([created])
     with store.claim(10) as retry:  # a failed attempt still blocks the later event
         assert [e.id for e in retry.events] == [created, other]
-        retry.mark_published([created])
+        # Publishing `created` says that a later row of its key waits (the relay passes again).
+        assert retry.mark_published([created]).successors
     with store.claim(10) as after:
         assert [e.id for e in after.events] == [cancelled, other]
+        assert not after.mark_published([cancelled, other]).successors
 
 
 def test_kick_publishes_promptly_and_the_sweep_catches_rows_nobody_kicked_for(

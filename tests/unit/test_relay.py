@@ -14,7 +14,7 @@ import pytest
 
 from boxoffice.config import Settings
 from boxoffice.errors import ConfigurationError
-from boxoffice.services.ports import PendingEvent
+from boxoffice.services.ports import PendingEvent, Published
 from boxoffice.services.relay import BackgroundRelay, OutboxRelay
 from boxoffice.web import metrics
 
@@ -44,12 +44,14 @@ class Row:
 @dataclass
 class FakeBatch:
     events: list[PendingEvent]
+    waiting: set[tuple[str, str]] = field(default_factory=set)  # keys with rows held back
     published: list[uuid.UUID] = field(default_factory=list)
     failed: list[uuid.UUID] = field(default_factory=list)
 
-    def mark_published(self, ids: Sequence[uuid.UUID]) -> list[float]:
+    def mark_published(self, ids: Sequence[uuid.UUID]) -> Published:
         self.published.extend(ids)
-        return [0.5 for _ in ids]
+        keys = {(e.topic, e.record_key) for e in self.events if e.id in ids}
+        return Published([0.5 for _ in ids], bool(keys & self.waiting))
 
     def mark_failed(self, ids: Sequence[uuid.UUID]) -> None:
         self.failed.extend(ids)
@@ -69,10 +71,20 @@ class FakeStore:
 
     @contextmanager
     def claim(self, limit: int) -> Iterator[FakeBatch]:
+        """The oldest unpublished row of each key, as the real claim (later ones held back)."""
         with self.lock:
             self.claims += 1
-            pending = [r.event for r in self.rows.values() if not r.published][:limit]
-        batch = FakeBatch(pending)
+            pending, held, seen = [], set(), set()
+            for r in self.rows.values():
+                key = (r.event.topic, r.event.record_key)
+                if r.published:
+                    continue
+                if key in seen:
+                    held.add(key)
+                    continue
+                seen.add(key)
+                pending.append(r.event)
+        batch = FakeBatch(pending[:limit], held)
         yield batch
         with self.lock:
             for i in batch.published:
@@ -166,13 +178,24 @@ def test_drain_passes_until_empty_and_stops_at_a_failure() -> None:
     store = FakeStore([event(f"b-{i}") for i in range(25)])
     result = OutboxRelay(store, FakePublisher()).drain(limit=10)
     assert (result.published, result.failed) == (25, 0)
-    assert store.claims == 4  # 10 + 10 + 5 + an empty pass
+    assert store.claims == 3  # 10 + 10 + 5: a short batch ends the drain
 
     bad = event("b-x")
     store = FakeStore([bad, *[event(f"b-{i}") for i in range(25)]])
     result = OutboxRelay(store, FakePublisher(fail={bad.id})).drain(limit=10)
     assert (result.published, result.failed) == (9, 1)
     assert store.claims == 1
+
+
+def test_drain_passes_again_when_a_published_row_had_a_later_one_of_its_key() -> None:
+    created, other = event("b-1"), event("b-2")
+    cancelled = replace(event("b-1"), event_type="com.boxoffice.booking.cancelled")
+    store = FakeStore([created, other, cancelled])
+    publisher = FakePublisher()
+    result = OutboxRelay(store, publisher).drain(limit=10)
+    assert result.published == 3
+    assert store.claims == 2  # the short first batch held `cancelled` back behind `created`
+    assert publisher.sent == [created.id, other.id, cancelled.id]
 
 
 def test_measure_backlog_sets_the_gauges() -> None:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from boxoffice.adapters.postgres import Conn, Database
-from boxoffice.services.ports import PendingEvent
+from boxoffice.services.ports import PendingEvent, Published
 
 # Oldest first, and only the oldest unpublished row of each (topic, record key): a later event
 # of a booking (cancelled) is never claimed, by this relay or a concurrent one, while an earlier
@@ -35,10 +35,15 @@ SELECT o.id, o.topic, o.record_key, o.event_type, o.event_source, o.event_time,
  FOR UPDATE OF o SKIP LOCKED
 """
 
+# Also says whether a later row of the same (topic, record key) waits: the claim held it back
+# behind this one, and it becomes claimable with this commit (the relay then passes again).
 _MARK_PUBLISHED = """
-UPDATE outbox SET published_at = clock_timestamp()
- WHERE id = ANY(%s::uuid[]) AND published_at IS NULL
-RETURNING EXTRACT(EPOCH FROM clock_timestamp() - created_at)::float8
+UPDATE outbox o SET published_at = clock_timestamp()
+ WHERE o.id = ANY(%s::uuid[]) AND o.published_at IS NULL
+RETURNING EXTRACT(EPOCH FROM clock_timestamp() - o.created_at)::float8,
+          EXISTS (SELECT 1 FROM outbox e
+                   WHERE e.published_at IS NULL AND e.topic = o.topic
+                     AND e.record_key = o.record_key AND e.id <> o.id)
 """
 
 _MARK_FAILED = "UPDATE outbox SET attempts = attempts + 1 WHERE id = ANY(%s::uuid[])"
@@ -71,12 +76,13 @@ class PostgresOutboxBatch:
         self._conn = conn
         self.events = events
 
-    def mark_published(self, ids: Sequence[uuid.UUID]) -> list[float]:
-        """Mark acknowledged rows published; returns each one's seconds since created_at."""
+    def mark_published(self, ids: Sequence[uuid.UUID]) -> Published:
+        """Mark acknowledged rows published: each one's seconds since created_at, and whether
+        later rows of their keys wait."""
         if not ids:
-            return []
+            return Published([], False)
         rows = self._conn.execute(_MARK_PUBLISHED, (list(ids),)).fetchall()
-        return [float(r[0]) for r in rows]
+        return Published([float(r[0]) for r in rows], any(bool(r[1]) for r in rows))
 
     def mark_failed(self, ids: Sequence[uuid.UUID]) -> None:
         if ids:

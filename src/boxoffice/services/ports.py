@@ -9,7 +9,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from boxoffice.domain.bookings import Booking, StoredResponse
 from boxoffice.domain.catalogue import Event, EventQuery, Venue
@@ -73,6 +73,13 @@ class UnitOfWork(Protocol):
 
 class UnitOfWorkFactory(Protocol):
     def __call__(self, *, read_only: bool = False) -> AbstractContextManager[UnitOfWork]: ...
+
+
+class Published(NamedTuple):
+    """What marking an outbox batch published found (one statement)."""
+
+    latencies: list[float]  # seconds from each row's created_at to now (publish latency)
+    successors: bool  # a later row of one of their keys waits: claimable after the commit
 
 
 @dataclass(frozen=True, slots=True)

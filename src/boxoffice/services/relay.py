@@ -22,7 +22,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
-from boxoffice.services.ports import EventPublisher, PendingEvent
+from boxoffice.services.ports import EventPublisher, PendingEvent, Published
 from boxoffice.web import metrics
 
 log = logging.getLogger("boxoffice.relay")
@@ -35,9 +35,7 @@ class OutboxBatch(Protocol):
 
     events: list[PendingEvent]
 
-    def mark_published(self, ids: Sequence[uuid.UUID]) -> list[float]:
-        """Returns the seconds from each row's created_at to now (publish latency)."""
-        ...
+    def mark_published(self, ids: Sequence[uuid.UUID]) -> Published: ...
 
     def mark_failed(self, ids: Sequence[uuid.UUID]) -> None: ...
 
@@ -58,6 +56,7 @@ class PassResult:
     published: int = 0
     failed: int = 0
     skipped: bool = False  # the publisher was failing fast (breaker open): nothing claimed
+    successors: bool = False  # rows it published have later rows of their key, now claimable
 
 
 class OutboxRelay:
@@ -90,7 +89,7 @@ class OutboxRelay:
                 self._after_send(events)
             ok = [e.id for e, o in zip(events, outcomes, strict=True) if o is None]
             failed = [e for e, o in zip(events, outcomes, strict=True) if o is not None]
-            latencies = batch.mark_published(ok)
+            latencies, successors = batch.mark_published(ok)
             batch.mark_failed([e.id for e in failed])
         # Counted after the commit: a pass that dies before it published nothing.
         metrics.OUTBOX_PUBLISHED.inc(len(ok))
@@ -105,11 +104,13 @@ class OutboxRelay:
                 len(events),
                 first,
             )
-        return PassResult(claimed=len(events), published=len(ok), failed=len(failed))
+        return PassResult(len(events), len(ok), len(failed), successors=successors)
 
     def drain(self, limit: int = DEFAULT_BATCH, max_passes: int = 1000) -> PassResult:
-        """Pass after pass while full batches go out; stops at the first failure or when the
-        publisher fails fast. Returns the totals."""
+        """Pass after pass while full batches go out, or while a pass made later rows of its
+        keys claimable; stops at a short batch, at the first failure or when the publisher
+        fails fast. Returns the totals. (No empty pass to confirm a short batch: a row committed
+        meanwhile kicks the relay itself, and the sweep catches anything nobody kicked for.)"""
         claimed = published = failed = 0
         skipped = False
         for _ in range(max_passes):
@@ -120,8 +121,8 @@ class OutboxRelay:
             skipped = result.skipped
             if result.skipped or result.failed or result.claimed == 0:
                 break
-            # A short batch normally means the backlog is empty; but rows of a key whose
-            # predecessor was just published become claimable only now, so pass again.
+            if result.claimed < limit and not result.successors:
+                break  # the backlog is empty
         return PassResult(claimed, published, failed, skipped)
 
     def measure_backlog(self) -> tuple[int, float]:
