@@ -1,12 +1,13 @@
 #!/bin/sh
 # Container entrypoint of every Boxoffice function image (see Containerfile).
 #
-# Runs the function's server (python -m boxoffice.web.server: functions-framework's app under
-# gunicorn, with bounded admission and problem+json errors, docs/adr/0011-overload.md) for
-# $FUNCTION on $PORT (Knative sets PORT; default 8080). gunicorn's size comes from the
+# Runs the function's server (python -m boxoffice.web.server: functions-framework's app on
+# granian, behind a bounded request queue with a deadline, docs/adr/0011-overload.md) for
+# $FUNCTION on $PORT (Knative sets PORT; default 8080). The server's size comes from the
 # container's CPU limit, not the host's CPU count (which sees every core of the node):
 #   WORKERS  default 1 (one process per pod: the pod is the unit of scale on Knative)
-#   THREADS  default THREADS_PER_CPU (4) x ceil(CPU limit), at least 2; the CPU limit is read
+#   THREADS  requests run at once: default THREADS_PER_CPU (4) x ceil(CPU limit), at least 2;
+#            the CPU limit is read
 #            from cgroup v2 cpu.max (or cgroup v1 cfs quota); no limit -> 1 CPU assumed.
 # Explicit WORKERS / THREADS in the environment win.
 set -eu

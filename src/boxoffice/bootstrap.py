@@ -8,6 +8,8 @@ function loads only what it uses: cold starts stay cheap.
 from __future__ import annotations
 
 import functools
+import logging
+import os
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
@@ -39,6 +41,9 @@ if TYPE_CHECKING:
     from boxoffice.services.orders import DocumentWorker
     from boxoffice.services.relay import BackgroundRelay, OutboxRelay
     from boxoffice.services.waiting_room import AdmissionPolicy, LineCache
+
+
+log = logging.getLogger("boxoffice")
 
 
 class Container:
@@ -270,19 +275,25 @@ def container() -> Container:
 
 def shutdown() -> None:
     """Stop what the process started (background threads, the database pool): called when a
-    server worker exits, after its last request (boxoffice.web.server)."""
+    server worker exits, after granian has drained its requests (boxoffice.web.server)."""
     c = _container
     if c is None:
         return
     started = c.__dict__  # cached_property: only what was ever used
+    stopped = []
     if "outbox_relay_worker" in started:
         c.outbox_relay_worker.stop()
+        stopped.append("outbox relay")
     if "document_worker" in started:
         c.document_worker.stop()
+        stopped.append("document worker")
     if "event_publisher" in started:
         c.event_publisher.close()
+        stopped.append("Kafka producer")
     if "database" in started:
         c.database.close()
+        stopped.append("database pool")
+    log.info("process %d stopped: %s", os.getpid(), ", ".join(stopped) or "nothing to stop")
 
 
 def set_container(new: Container | None) -> None:

@@ -118,22 +118,28 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
     ),
     # The HTTP server of every function (boxoffice.web.server, docs/adr/0011-overload.md).
     "PORT": ("8080", "Port the function serves HTTP on (Knative and OpenFaaS set it)."),
-    "WORKERS": ("1", "gunicorn worker processes (the local stack: one per CPU)."),
-    "THREADS": ("8", "Threads per worker process (requests served at once by one worker)."),
-    "BOXOFFICE_MAX_INFLIGHT": (
+    "WORKERS": ("1", "Server worker processes (granian; the local stack: one per CPU)."),
+    "THREADS": (
+        "8",
+        "Requests one worker process runs at once (its slots); BOXOFFICE_DB_POOL_MAX should be at"
+        " least this, so that a running request never waits for a connection.",
+    ),
+    "BOXOFFICE_MAX_QUEUE": (
         "0",
-        "Requests one worker process admits at once (running or waiting for a thread); the next "
-        "is refused at once with 503 overloaded. 0: twice THREADS.",
+        "Requests one worker process lets wait for a slot, each no longer than its deadline; past"
+        " it, or when the expected wait would pass the deadline, 503 overloaded at once."
+        " 0: 8 x THREADS.",
     ),
     "BOXOFFICE_REQUEST_DEADLINE_SECONDS": (
         "1",
-        "A request that waited longer than this for a thread (or whose client left) is refused "
-        "with 503 overloaded before any work.",
+        "How long a request may wait for a slot, counted from its arrival (the front door's"
+        " X-Request-Start, else when the server handed it over); one that cannot start within it"
+        " is refused with 503 overloaded before any work.",
     ),
     "BOXOFFICE_OVERLOAD_RETRY_AFTER_SECONDS": ("1", "Retry-After of 503 overloaded answers."),
     "BOXOFFICE_GRACEFUL_TIMEOUT_SECONDS": (
         "20",
-        "On SIGTERM: how long in-flight requests may take to finish before the workers stop.",
+        "On SIGTERM: how long in-flight requests may take to finish before the workers are killed.",
     ),
 }
 
@@ -295,7 +301,7 @@ class ServerSettings:
 
     workers: int
     threads: int
-    max_inflight: int  # 0: twice `threads`
+    max_queue: int
     request_deadline: float
     overload_retry_after: int
     graceful_timeout: int
@@ -304,10 +310,11 @@ class ServerSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServerSettings:
         e = os.environ if env is None else env
+        threads = _int(e, "THREADS", 1)
         return cls(
             workers=_int(e, "WORKERS", 1),
-            threads=_int(e, "THREADS", 1),
-            max_inflight=_int(e, "BOXOFFICE_MAX_INFLIGHT"),
+            threads=threads,
+            max_queue=_int(e, "BOXOFFICE_MAX_QUEUE") or 8 * threads,
             request_deadline=_seconds(e, "BOXOFFICE_REQUEST_DEADLINE_SECONDS"),
             overload_retry_after=_int(e, "BOXOFFICE_OVERLOAD_RETRY_AFTER_SECONDS", 1),
             graceful_timeout=_int(e, "BOXOFFICE_GRACEFUL_TIMEOUT_SECONDS", 1),

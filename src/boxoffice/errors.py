@@ -224,7 +224,8 @@ class ServiceUnavailable(BoxofficeError):
 
 
 # -- HTTP-layer problems: raised by no function; the front door (stack/frontdoor/nginx.conf.tmpl)
-# and gunicorn answer them. Listed here so that their slugs are stable and documented like the rest.
+# and the functions' server (granian) answer them. Listed here so that their slugs are stable and
+# documented like the rest.
 
 
 class LengthRequired(BoxofficeError):
@@ -364,20 +365,3 @@ def by_slug(slug: str) -> type[BoxofficeError] | None:
 @functools.cache
 def _slug_table() -> dict[str, type[BoxofficeError]]:
     return {cls.slug: cls for cls in reversed(all_error_classes())}
-
-
-# The errors the HTTP server itself answers with (boxoffice.web.server), by status.
-_SERVER_ERRORS: dict[int, type[BoxofficeError]] = {
-    400: BadRequest,
-    403: Forbidden,
-    414: UriTooLong,
-    417: ExpectationFailed,
-    431: HeaderTooLarge,
-    501: NotImplementedByServer,
-    503: Overloaded,
-}
-
-
-def for_server_status(status: int) -> type[BoxofficeError]:
-    """The error class of a refusal the HTTP server makes before any app code runs."""
-    return _SERVER_ERRORS.get(status, BadRequest if status < 500 else BoxofficeError)

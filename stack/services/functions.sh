@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # The functions, each its own server (python -m boxoffice.web.server: functions-framework's app
-# under gunicorn, as the images run them), with one worker process per CPU so that one function
+# on granian, as the images run them), with one worker process per CPU so that one function
 # can use the whole machine; each is registered with Prometheus through a file_sd target file.
 # Ports: BOXOFFICE_<NAME>_PORT, defaults below. Size: BOXOFFICE_FUNCTION_WORKERS (default: the
 # number of CPUs) x BOXOFFICE_FUNCTION_THREADS (8).

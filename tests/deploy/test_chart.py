@@ -336,9 +336,9 @@ def _cpus(quantity: str) -> int:
 
 
 @pytest.mark.parametrize("values", VALUES_FILES, ids=IDS)
-def test_pool_covers_gunicorn_threads(render: Render, values: Path | None) -> None:
-    """The entrypoint runs 4 threads per CPU of the limit (deploy/container-entrypoint.sh):
-    each request thread must be able to hold a pooled connection without waiting."""
+def test_pool_covers_the_servers_slots(render: Render, values: Path | None) -> None:
+    """The entrypoint runs 4 slots (THREADS) per CPU of the limit (deploy/container-entrypoint.sh):
+    each running request must be able to hold a pooled connection without waiting."""
     for name, svc in _ksvcs(render(values)).items():
         (container,) = svc["spec"]["template"]["spec"]["containers"]
         threads = 4 * _cpus(str(container["resources"]["limits"]["cpu"]))

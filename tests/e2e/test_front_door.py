@@ -392,7 +392,8 @@ def test_the_front_door_answers_a_bad_request_with_its_problem_and_calls_no_func
 
 def test_requests_just_inside_the_limits_reach_the_functions(api: str) -> None:
     """An 8000-character Authorization, an 8100-character path and 90 custom headers pass the
-    front door (and gunicorn): the function answers, with its own problem (it has `instance`)."""
+    front door (and the function's server): the function answers, with its own problem (it has
+    `instance`)."""
     status, _, body = _raw(api, _get("/customers/me", f"Authorization: Bearer {'a' * 8000}"))
     assert status == 401
     assert json.loads(body)["type"].endswith("/invalid-token")
@@ -954,7 +955,7 @@ def test_a_function_that_is_down_is_a_502_problem(dead_upstream_frontdoor: str, 
 class _Scripted(BaseHTTPRequestHandler):
     """A stand-in function whose answer the path chooses (it counts the requests per path):
     /events/status/<code>[?retry=N]  <code> with a plain-text body, as Kourier, the activator,
-                                     queue-proxy or gunicorn write theirs
+                                     queue-proxy or the server write theirs
     /events/problem/<code>           <code> with a problem+json body, as a function writes it
     /events/cached?cc=...&cookie=1&vary=...  200 JSON with those caching headers
     /events/silent                   no answer for 20 s
@@ -1062,7 +1063,8 @@ def test_plain_text_errors_of_the_layers_behind_the_front_door_become_its_proble
     scripted: FrontDoor, code: int, slug: str, retry_after: str | None
 ) -> None:
     """In the cluster Kourier, the activator and queue-proxy answer these in plain text (and
-    gunicorn in its own words): the front door words them; an upstream Retry-After is kept."""
+    the function's server in its own words): the front door words them; an upstream Retry-After
+    is kept."""
     query = "?retry=7" if code == 503 else ""
     response = requests.get(f"{scripted.base}/events/status/{code}{query}", timeout=10)
     _response_problem(response, code, slug)

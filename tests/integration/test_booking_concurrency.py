@@ -127,7 +127,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """create_booking's server (gunicorn, 1 worker, threads), as the stack runs it, on its own
+    """create_booking's server (granian, 1 worker, threads), as the stack runs it, on its own
     port and database."""
     port = _free_port()
     env = dict(os.environ)

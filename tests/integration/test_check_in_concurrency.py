@@ -1,5 +1,5 @@
 """Exactly-once check-in under real concurrency, over HTTP to the stack's check_in process
-(functions-framework, gunicorn threads, as stack/services/functions.sh runs it).
+(functions-framework on granian, as stack/services/functions.sh runs it).
 
 First the harness shows it can see the race: a naive read-then-write admission with many threads
 admits one ticket many times on a scratch table (its own schema, dropped afterwards); the guarded

@@ -54,7 +54,7 @@ class ConsumerProcess:
             env={**os.environ, "WORKERS": "1", "THREADS": "4"},
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: gunicorn's master and worker
+            start_new_session=True,  # its own process group: the server's main process and worker
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -1,13 +1,16 @@
-"""Graceful overload: create_booking's real server (boxoffice.web.server) held at its limits.
+"""Bursts served, overload refused fast: create_booking's real server (boxoffice.web.server, the
+functions-framework app on granian behind its request queue) at and past its limits.
 
-The requests are held in flight the way a hot on-sale holds them, by the database: a test
+Requests are held in flight the way a hot on-sale holds them, by the database: a test
 transaction locks the event row, so every booking of that event waits inside `book_tickets`
 (on its `FOR SHARE`) until the test lets go. Each server runs on a database of its own.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -44,6 +47,8 @@ def _free_port() -> int:
 class Server:
     url: str
     db_url: str
+    process: subprocess.Popen[bytes]
+    log: Path
 
     def book(self, token: str, event: uuid.UUID, key: str) -> requests.Response:
         return requests.post(
@@ -101,9 +106,10 @@ def running_server(tmp: Path, **env: str) -> Iterator[Server]:
                     pass
                 assert time.monotonic() < deadline, log.read_text(errors="replace")
                 time.sleep(0.1)
-            yield Server(url, db_url)
+            yield Server(url, db_url, proc, log)
         finally:
-            os.killpg(proc.pid, 15)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(20)
 
 
@@ -192,50 +198,108 @@ def shed_count(url: str, reason: str) -> float:
     return total
 
 
-def test_a_function_at_its_inflight_limit_refuses_the_next_request_at_once_and_writes_nothing(
+def test_a_burst_four_times_the_old_inflight_bound_is_served_without_a_refusal(
+    tmp_path: Path, access_token: Callable[[str], str]
+) -> None:
+    # The old server admitted 2 x THREADS requests per worker and refused the rest at once; a
+    # burst that the slots can serve within the deadline now waits in the queue instead.
+    token = access_token("alice")
+    threads = 4
+    burst = 4 * 2 * threads
+    with running_server(tmp_path, THREADS=str(threads)) as srv:
+        event = make_event(srv.db_url)
+        start = threading.Barrier(burst)
+
+        def book(key: str) -> requests.Response:
+            start.wait()
+            return srv.book(token, event, key)
+
+        answers = [in_background(lambda k=f"burst-{i}": book(k)) for i in range(burst)]
+        statuses = sorted(a().status_code for a in answers)
+
+        assert statuses == [201] * burst
+        assert shed_count(srv.url, "queue_full") + shed_count(srv.url, "expected_wait") == 0
+        assert bookings_of(srv.db_url, event) == burst
+
+
+def test_a_full_queue_refuses_the_next_request_within_milliseconds_and_writes_nothing(
     tmp_path: Path, access_token: Callable[[str], str]
 ) -> None:
     token = access_token("alice")
-    with running_server(tmp_path, THREADS="2", BOXOFFICE_MAX_INFLIGHT="2") as srv:
+    env = {"THREADS": "1", "BOXOFFICE_MAX_QUEUE": "3", "BOXOFFICE_REQUEST_DEADLINE_SECONDS": "20"}
+    with running_server(tmp_path, **env) as srv:
         event = make_event(srv.db_url)
         with event_locked(srv.db_url, event):
-            held = [in_background(lambda k=k: srv.book(token, event, k)) for k in ("h1", "h2")]
-            until(lambda: waiting_on_locks(srv.db_url) == 2)
+            running = in_background(lambda: srv.book(token, event, "running"))
+            until(lambda: waiting_on_locks(srv.db_url) == 1)  # the only slot is held
+            queued = [in_background(lambda k=k: srv.book(token, event, k)) for k in "abc"]
+            until(lambda: queue_length(srv.url) == 3)
 
-            refused = srv.book(token, event, "third")
-
-            # Answered while both admitted requests are still held in the database.
-            assert waiting_on_locks(srv.db_url) == 2
-            assert_overloaded(refused)
-            # Liveness is answered even at the limit: a busy function is not a dead one.
+            latencies = []
+            for attempt in range(5):
+                began = time.monotonic()
+                refused = srv.book(token, event, f"refused-{attempt}")
+                latencies.append(time.monotonic() - began)
+                assert_overloaded(refused)
+            # Refused while the admitted requests are still held, from the queue's bound alone.
+            assert waiting_on_locks(srv.db_url) == 1
+            assert max(latencies) <= 0.05, latencies
+            # Probes never queue: a busy function is neither dead nor unready.
             assert requests.get(f"{srv.url}/healthz", timeout=5).status_code == 200
-        answers = [r() for r in held]
-        assert [a.status_code for a in answers] == [201, 201], [a.text for a in answers]
-        assert shed_count(srv.url, "inflight_limit") == 1
+            assert requests.get(f"{srv.url}/readyz", timeout=5).status_code == 200
+        answers = [running(), *(q() for q in queued)]
+        assert [a.status_code for a in answers] == [201] * 4, [a.text for a in answers]
+        assert shed_count(srv.url, "queue_full") == 5
 
-        assert keys_stored(srv.db_url) == {"h1", "h2"}  # the refused request wrote nothing
-        assert bookings_of(srv.db_url, event) == 2
-        retried = srv.book(token, event, "third")  # and retrying it with its key is safe
+        # The refused requests wrote nothing, and retrying one with its key is safe.
+        assert keys_stored(srv.db_url) == {"running", "a", "b", "c"}
+        retried = srv.book(token, event, "refused-0")
         assert retried.status_code == 201, retried.text
-        assert bookings_of(srv.db_url, event) == 3
+        assert bookings_of(srv.db_url, event) == 5
+
+
+def test_a_request_that_arrives_already_past_its_deadline_is_refused_at_once_if_it_must_wait(
+    tmp_path: Path, access_token: Callable[[str], str]
+) -> None:
+    # The deadline counts from arrival at the front door (X-Request-Start, as nginx stamps it).
+    token = access_token("alice")
+    env = {"THREADS": "1", "BOXOFFICE_REQUEST_DEADLINE_SECONDS": "1"}
+    with running_server(tmp_path, **env) as srv:
+        event = make_event(srv.db_url)
+        with event_locked(srv.db_url, event):
+            first = in_background(lambda: srv.book(token, event, "first"))
+            until(lambda: waiting_on_locks(srv.db_url) == 1)
+            began = time.monotonic()
+            late = requests.post(
+                f"{srv.url}/bookings",
+                json={"eventId": str(event), "ticketCount": 1},
+                headers={
+                    "Authorization": f"Bearer {token}",
+                    "Idempotency-Key": "late",
+                    "X-Request-Start": f"t={time.time() - 1.5:.3f}",
+                },
+                timeout=30,
+            )
+            elapsed = time.monotonic() - began
+        assert_overloaded(late)
+        assert elapsed <= 0.05, elapsed
+        assert first().status_code == 201
+        assert shed_count(srv.url, "expected_wait") == 1
+        assert keys_stored(srv.db_url) == {"first"}
 
 
 def test_a_request_that_waited_past_the_deadline_is_refused_before_its_transaction(
     tmp_path: Path, access_token: Callable[[str], str]
 ) -> None:
     token = access_token("alice")
-    env = {
-        "THREADS": "1",
-        "BOXOFFICE_MAX_INFLIGHT": "4",
-        "BOXOFFICE_REQUEST_DEADLINE_SECONDS": "0.5",
-    }
+    env = {"THREADS": "1", "BOXOFFICE_REQUEST_DEADLINE_SECONDS": "0.5"}
     with running_server(tmp_path, **env) as srv:
         event = make_event(srv.db_url)
         with event_locked(srv.db_url, event):
             first = in_background(lambda: srv.book(token, event, "first"))
-            until(lambda: waiting_on_locks(srv.db_url) == 1)  # the only thread is held
+            until(lambda: waiting_on_locks(srv.db_url) == 1)  # the only slot is held
             queued = in_background(lambda: srv.book(token, event, "queued"))
-            time.sleep(1.0)  # longer than the deadline, while it waits for the thread
+            time.sleep(1.0)  # longer than the deadline, while it waits for the slot
         assert first().status_code == 201
 
         assert_overloaded(queued())
@@ -244,25 +308,32 @@ def test_a_request_that_waited_past_the_deadline_is_refused_before_its_transacti
         assert bookings_of(srv.db_url, event) == 1
 
 
-def test_a_request_whose_client_has_gone_is_not_processed(
+def test_on_sigterm_requests_in_flight_finish_and_the_server_exits(
     tmp_path: Path, access_token: Callable[[str], str]
 ) -> None:
     token = access_token("alice")
-    with running_server(tmp_path, THREADS="1", BOXOFFICE_MAX_INFLIGHT="4") as srv:
+    with running_server(tmp_path, THREADS="2") as srv:
         event = make_event(srv.db_url)
-        port = int(srv.url.rsplit(":", 1)[1])
         with event_locked(srv.db_url, event):
-            first = in_background(lambda: srv.book(token, event, "first"))
+            held = in_background(lambda: srv.book(token, event, "in-flight"))
             until(lambda: waiting_on_locks(srv.db_url) == 1)
-            body = f'{{"eventId": "{event}", "ticketCount": 1}}'.encode()
-            with socket.create_connection(("127.0.0.1", port)) as gone:
-                gone.sendall(
-                    b"POST /bookings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                    + f"Authorization: Bearer {token}\r\nIdempotency-Key: gone\r\n".encode()
-                    + f"Content-Length: {len(body)}\r\n\r\n".encode()
-                    + body
-                )
-                time.sleep(0.2)  # it is queued behind the held request; then its client leaves
-        assert first().status_code == 201
-        until(lambda: shed_count(srv.url, "client_gone") == 1)
-        assert keys_stored(srv.db_url) == {"first"}
+            srv.process.send_signal(signal.SIGTERM)  # to the main process, as the kubelet does
+            time.sleep(0.5)
+            assert srv.process.poll() is None  # still draining
+            with pytest.raises(requests.ConnectionError):  # and no longer accepting
+                requests.get(f"{srv.url}/healthz", timeout=2)
+        answer = held()
+        assert answer.status_code == 201, answer.text
+        assert srv.process.wait(15) == 0
+        # The worker stopped what the app started (the outbox relay, the pool) once drained.
+        assert "stopped: outbox relay" in srv.log.read_text(errors="replace")
+        assert keys_stored(srv.db_url) == {"in-flight"}
+        assert bookings_of(srv.db_url, event) == 1
+
+
+def queue_length(url: str) -> float:
+    text = requests.get(f"{url}/metrics", timeout=5).text
+    for line in text.splitlines():
+        if line.startswith("boxoffice_request_queue_waiting"):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0

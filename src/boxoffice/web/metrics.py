@@ -79,10 +79,18 @@ PROCESS_LOCAL = frozenset({"boxoffice_circuit_breaker_open"})
 
 REQUESTS_SHED = Counter(
     "boxoffice_requests_shed",
-    "Requests refused with 503 overloaded before any work, by function and reason: "
-    "inflight_limit (the worker was at BOXOFFICE_MAX_INFLIGHT), deadline (waited longer than "
-    "BOXOFFICE_REQUEST_DEADLINE_SECONDS for a thread), client_gone.",
+    "Requests refused with 503 overloaded before any work (boxoffice.web.queueing), by function "
+    "and reason: queue_full (BOXOFFICE_MAX_QUEUE requests were already waiting), expected_wait "
+    "(the expected wait would pass the request's deadline), deadline (no slot freed up before "
+    "its deadline).",
     ["function", "reason"],
+    registry=REGISTRY,
+)
+REQUEST_QUEUE_WAITING = Gauge(
+    "boxoffice_request_queue_waiting",
+    "Requests waiting for a slot (THREADS per worker process), summed over the workers.",
+    ["function"],
+    multiprocess_mode="livesum",
     registry=REGISTRY,
 )
 
