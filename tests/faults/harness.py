@@ -41,9 +41,15 @@ PORTS = {
     "BOXOFFICE_GET_EVENT_PORT": "14081",
     "BOXOFFICE_GET_CUSTOMER_PORT": "14082",
     "BOXOFFICE_HOUSEKEEPING_PORT": "14089",
+    "BOXOFFICE_CHECK_IN_PORT": "14087",
+    "BOXOFFICE_WAITING_ROOM_PORT": "14088",
     "BOXOFFICE_FRONTDOOR_PORT": "14000",
 }
 VENUE = uuid.UUID("7e0e0000-0000-4000-8000-000000000002")  # demo data
+
+
+# The functions that only read and write PostgreSQL (no Kafka): idle ones in the restart test.
+DATABASE_FUNCTIONS = ("get_event", "get_customer", "check_in", "waiting_room")
 
 
 class FaultStack:
@@ -90,6 +96,17 @@ class FaultStack:
         self.sh("fn_start create_booking && fn_start consume_order")
         self.sh("dispatcher_start")
 
+    def start_database(self) -> None:
+        """PostgreSQL alone (migrated, with the demo data): for scenarios without Kafka."""
+        self.sh("postgres_start && postgres_after_start")
+
+    def start_functions(self, *names: str) -> None:
+        """Start these functions as the stack does (`fn_start`), on this stack's ports."""
+        self.sh(" && ".join(f"fn_start {name}" for name in names))
+
+    def url(self, function: str) -> str:
+        return f"http://127.0.0.1:{PORTS[f'BOXOFFICE_{function.upper()}_PORT']}"
+
     def stop(self) -> None:
         for script in ("dispatcher_stop", "functions_stop", "kafka_stop", "postgres_stop"):
             with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
@@ -127,6 +144,22 @@ class FaultStack:
 
     def start_postgres(self) -> None:
         self.sh("postgres_start")
+
+    def restart_postgres_immediately(self) -> None:
+        """`pg_ctl stop -m immediate` (every backend killed, no shutdown checkpoint), then start
+        it again and return once it accepts connections."""
+        self.stop_postgres_immediately()
+        self.start_postgres()
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with self.connect() as conn:
+                    conn.execute("SELECT 1")
+                return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def restart_function(self, name: str) -> None:
         self.sh(f"fn_start {name}")

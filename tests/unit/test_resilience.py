@@ -81,6 +81,26 @@ def test_breaker_opens_after_the_threshold_of_consecutive_failures(breaker: Brea
     assert breaker.state == "open"
 
 
+def test_a_call_the_process_refused_itself_as_overloaded_is_no_verdict(
+    breaker: Breaker, clock: FakeClock
+) -> None:
+    """`errors.Overloaded` inside a call (its own requests hold every connection) neither counts
+    as a failure nor closes the circuit as an answer would; a half-open trial refused that way
+    leaves the next call to be the trial."""
+    for _ in range(3):
+        fail(breaker, Boom())
+    fail(breaker, errors.Overloaded("all connections busy"))
+    assert breaker.failure_count == 3
+    fail(breaker, Boom())
+    assert breaker.state == "open"
+    clock.now += 5.0
+    fail(breaker, errors.Overloaded("all connections busy"))  # the trial, refused
+    assert breaker.state == "half_open"
+    with breaker.guard() as trial:
+        assert trial
+    assert breaker.state == "closed"
+
+
 def test_open_breaker_fails_fast_with_503_and_retry_after_without_calling_the_dependency(
     breaker: Breaker, clock: FakeClock
 ) -> None:

@@ -1,14 +1,16 @@
 """PostgreSQL adapter (psycopg 3): a lazily opened pool, units of work, repositories.
 
 Nothing connects at import time or when `Database` is built: the pool opens on first use.
-Connection-level trouble (server down, pool exhausted, statement timeout) becomes
-`ServiceUnavailable` (503 + Retry-After), never a 500.
+Connection-level trouble (server down, no connection in time, statement timeout) becomes
+`ServiceUnavailable` (503 + Retry-After), never a 500; every connection busy with the process's own
+requests becomes `Overloaded` (503 + Retry-After), which the breaker does not count.
 """
 
 from __future__ import annotations
 
 import select
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -56,23 +58,39 @@ class StaleConnection(psycopg.OperationalError):
 
 
 def check_alive(conn: Conn) -> None:
-    """The pool's check on every hand-out, without a round trip: an idle connection has nothing
-    to read, so a readable socket means the server has closed it (a restart, an idle timeout, a
-    terminated backend: PostgreSQL sends its FATAL notice and closes). The pool then discards it
-    and hands out another, or opens a new one (docs/adr/0006-resilience.md)."""
+    """The check on every hand-out, without a round trip: an idle connection has nothing to
+    read, so a readable socket means the server has closed it (a restart, an idle timeout, a
+    terminated backend: PostgreSQL sends its FATAL notice and closes). Such a connection is
+    closed here, before raising: psycopg_pool discards a connection that failed a check only if
+    it is closed, and puts an open one back into the pool, where the next request would find it
+    again (docs/adr/0006-resilience.md, amendment of issue 19)."""
     if conn.closed:
         raise StaleConnection("connection is closed")
     readable, _, _ = select.select([conn.fileno()], [], [], 0)
     if readable:
+        conn.close()
         raise StaleConnection("the server closed this connection while it was idle")
 
 
 def connection_failure(exc: BaseException) -> bool:
-    """What counts against the database breaker: no pooled connection in time, or a
-    connection-level OperationalError (refused, dropped, server shutting down...)."""
+    """What counts against the database breaker: failures of the database, never of this
+    process. A `PoolTimeout` counts (it is raised only to a call that held one of the process's
+    connection slots, so the pool had room and still could not hand over a connection: it could
+    not open one in time); so does a connection-level OperationalError (refused, reset, dropped
+    mid-query, authentication or protocol error, server shutting down). Waiting for a slot held
+    by the process's own requests raises `errors.Overloaded`, which is no verdict at all."""
     if isinstance(exc, PoolTimeout):
         return True
     return isinstance(exc, psycopg.OperationalError) and not isinstance(exc, _STATEMENT_LEVEL)
+
+
+def _overloaded() -> errors.Overloaded:
+    error = errors.Overloaded(
+        "every database connection of this process is in use by its other requests; "
+        "try again shortly"
+    )
+    error.headers["Retry-After"] = "1"
+    return error
 
 
 class Database:
@@ -90,6 +108,12 @@ class Database:
         self._timeout = timeout
         self._pool: ConnectionPool[Conn] | None = None
         self._lock = threading.Lock()
+        # One slot per connection the pool may hold. A call waits for a slot first: while all are
+        # taken, every connection is in the hands of this process's own calls (contention, not a
+        # database failure: `errors.Overloaded`, no verdict for the breaker). With a slot, the
+        # pool has a connection idle or room to open one, so a PoolTimeout then means the
+        # database did not give one in time (docs/adr/0006-resilience.md).
+        self._slots = threading.BoundedSemaphore(max_size)
         # Opened by consecutive connection-level failures only (docs/adr/0006-resilience.md).
         self.breaker = breaker or Breaker(DEPENDENCY, connection_failure)
 
@@ -104,7 +128,6 @@ class Database:
                         max_size=self._max,
                         timeout=self._timeout,
                         open=False,
-                        check=check_alive,
                         reconnect_timeout=RECONNECT_GIVE_UP_SECONDS,
                         reconnect_failed=self._discard,
                         kwargs={
@@ -142,13 +165,46 @@ class Database:
             target=pool.close, kwargs={"timeout": 0}, name="pool-close", daemon=True
         ).start()
 
+    def _checkout(self, pool: ConnectionPool[Conn], wait: float) -> Conn:
+        """A live connection from `pool` within `wait` seconds (else PoolTimeout). Each one handed
+        out is checked (`check_alive`); a dead one (the server restarted while it sat idle) is
+        closed, so the pool replaces it, and the next is taken at once. psycopg_pool's own
+        `check` would sleep 1, 2, 4... s between a failed check and the next connection, so after
+        a restart a pool holding two dead connections could not serve a 3 s request at all."""
+        deadline = time.monotonic() + wait
+        while True:
+            # A connection already in the pool is handed out whatever the timeout; only a
+            # wait for a new one is bounded by it.
+            conn = pool.getconn(timeout=max(deadline - time.monotonic(), 0.001))
+            try:
+                check_alive(conn)
+            except StaleConnection:
+                pool.putconn(conn)  # closed: the pool discards it and opens a replacement
+                continue
+            except BaseException:
+                pool.putconn(conn)
+                raise
+            return conn
+
+    @contextmanager
+    def _connection(self, pool: ConnectionPool[Conn], wait: float) -> Iterator[Conn]:
+        """`pool.connection()` with the hand-out check of `_checkout`."""
+        conn = self._checkout(pool, wait)
+        try:
+            with conn:  # commit, or roll back on an exception; a pooled connection stays open
+                yield conn
+        finally:
+            pool.putconn(conn)
+
     @contextmanager
     def connection(self) -> Iterator[Conn]:
         """A pooled connection in autocommit mode: every statement is its own transaction.
 
         The purchase path's use cases are each one statement (a PL/pgSQL function call, see
         db/migrations/V3__booking_in_one_round_trip.sql), so one round trip: no BEGIN, no COMMIT.
-        Connection-level trouble becomes `ServiceUnavailable` (503 + Retry-After)."""
+        Connection-level trouble becomes `ServiceUnavailable` (503 + Retry-After); every
+        connection busy with this process's other calls becomes `Overloaded` (503 + Retry-After)
+        and does not count against the breaker."""
         try:
             # While the breaker is open this raises ServiceUnavailable before touching the pool.
             # The half-open trial waits for a connection briefly: its pool is new (see
@@ -158,10 +214,21 @@ class Database:
             # may be down): they fail fast and open the breaker soon, instead of each waiting out
             # the full timeout on a pool that cannot connect.
             with self.breaker.guard() as trial:
-                doubtful = trial or self.breaker.failure_count > 0
-                wait = min(self._timeout, TRIAL_WAIT_SECONDS) if doubtful else self._timeout
-                with self._get_pool().connection(timeout=wait) as conn:
-                    yield conn
+                started = time.monotonic()
+                if not self._slots.acquire(timeout=self._timeout):
+                    raise _overloaded()
+                try:
+                    doubtful = trial or self.breaker.failure_count > 0
+                    # With a slot, a live database hands over a connection in milliseconds: the
+                    # rest of the timeout, but at least the trial's wait.
+                    left = self._timeout - (time.monotonic() - started)
+                    wait = max(left, TRIAL_WAIT_SECONDS)
+                    if doubtful:
+                        wait = min(wait, TRIAL_WAIT_SECONDS)
+                    with self._connection(self._get_pool(), wait) as conn:
+                        yield conn
+                finally:
+                    self._slots.release()
         except PoolTimeout as exc:
             self._renew_pool_if_down()
             raise errors.ServiceUnavailable(

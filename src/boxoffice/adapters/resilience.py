@@ -10,9 +10,11 @@ bounded timeouts, and threads never pile up waiting on it.
 
 Which exceptions count is the caller's decision (`is_failure`): an exception that does not count
 (a constraint violation, a 4xx) means the dependency answered, so it closes the circuit like a
-success. State is exported as `boxoffice_circuit_breaker_open{dependency=...}`, read at scrape
-time: 1 while a breaker of that dependency is open (a process has one per dependency; tests may
-build more). See docs/adr/0006-resilience.md.
+success. `errors.Overloaded` raised inside a call is neither: the process refused the call itself
+before asking the dependency (its own requests hold every connection), so it changes nothing.
+State is exported as `boxoffice_circuit_breaker_open{dependency=...}`, read at scrape time: 1
+while a breaker of that dependency is open (a process has one per dependency; tests may build
+more). See docs/adr/0006-resilience.md.
 """
 
 from __future__ import annotations
@@ -111,6 +113,10 @@ class Breaker:
                 self._trial_running = False
             if exc is None:
                 self._cb.reset()
+            elif isinstance(exc, errors.Overloaded):
+                # Refused by this process before the dependency was asked (e.g. every database
+                # connection busy with its own requests): no verdict either way.
+                pass
             elif isinstance(exc, Exception):  # KeyboardInterrupt, GeneratorExit...: no verdict
                 # Counts the failure (opening or re-opening the circuit at the threshold), or
                 # closes the circuit when the exception says the dependency answered.
