@@ -289,3 +289,46 @@ def test_sweep_interval_comes_from_the_environment() -> None:
 def test_pending_event_is_a_value() -> None:
     e = event()
     assert replace(e) == e
+
+
+def test_kicks_of_a_burst_are_gathered_into_passes_at_most_every_20_ms() -> None:
+    store = FakeStore()
+    passes = {"n": 0}
+    real_claim = store.claim
+
+    def counted_claim(limit: int):  # type: ignore[no-untyped-def]
+        passes["n"] += 1
+        return real_claim(limit)
+
+    store.claim = counted_claim  # type: ignore[method-assign]
+    worker = BackgroundRelay(OutboxRelay(store, FakePublisher()), sweep_seconds=60)
+    try:
+        began = time.monotonic()
+        for i in range(100):  # 100 commits, one kick each, over ~100 ms
+            store.add(event(f"b-{i}"))
+            worker.kick()
+            time.sleep(0.001)
+        wait_until(lambda: not store.unpublished())
+        elapsed = time.monotonic() - began
+    finally:
+        worker.stop()
+    # One pass per kick before; now at most one per 20 ms (and the first at once).
+    assert passes["n"] <= elapsed / 0.02 + 2, (passes["n"], elapsed)
+
+
+def test_the_first_kick_after_a_quiet_spell_publishes_at_once() -> None:
+    store = FakeStore()
+    relay = OutboxRelay(store, FakePublisher())
+    worker = BackgroundRelay(relay, sweep_seconds=60, min_pass_interval=0.5)
+    try:
+        store.add(event())
+        worker.kick()
+        wait_until(lambda: not store.unpublished())
+        time.sleep(0.6)  # quiet for longer than the pass interval
+        store.add(event("b-2"))
+        began = time.monotonic()
+        worker.kick()
+        wait_until(lambda: not store.unpublished())
+        assert time.monotonic() - began < 0.25  # not held back for the interval
+    finally:
+        worker.stop()
