@@ -6,15 +6,25 @@ import argparse
 import shlex
 import signal
 import statistics
+import subprocess
 import sys
 import time
 import traceback
 from pathlib import Path
 from typing import Any
 
-from benchmarks import overload, report, scenarios, summary, waiting_room
-from benchmarks.env import ROOT, VENV_BIN, BenchError, ensure_vegeta, machine, stack_env
+from benchmarks import overload, report, runtime, scenarios, summary, waiting_room
+from benchmarks.env import (
+    ROOT,
+    VENV_BIN,
+    BenchError,
+    ensure_oha,
+    ensure_vegeta,
+    machine,
+    stack_env,
+)
 from benchmarks.fixtures import BenchDatabase, Keycloak, TokenPool
+from benchmarks.load import generator_runs
 from benchmarks.scenarios import Bench, Profile
 from benchmarks.servers import FunctionProcess, free_port
 
@@ -32,7 +42,7 @@ ALL = [
     "token",
 ]
 # Run only when named (`--scenarios waiting_room`), and by the smoke run.
-OPTIONAL = ["waiting_room"]
+OPTIONAL = ["waiting_room", "runtime"]
 
 
 def _rates(text: str) -> list[int]:
@@ -45,7 +55,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument(
         "--scenarios",
         help=f"comma list of {','.join(ALL + OPTIONAL)} (default: {','.join(ALL)}; "
-        "the smoke run adds waiting_room)",
+        "the smoke run adds waiting_room and runtime)",
     )
     ap.add_argument("--out", type=Path, help="results directory (default benchmarks/results/<ts>)")
     ap.add_argument("--runs", type=int, help="runs per step (default 3; smoke 1)")
@@ -53,6 +63,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--warmup", type=float, help="seconds of warm-up (0: none)")
     ap.add_argument("--catalogue-rates", type=_rates, help="e.g. 250,500,1000,2000")
     ap.add_argument("--booking-rates", type=_rates, help="e.g. 50,100,200,400")
+    ap.add_argument("--runtime-rates", type=_rates, help="runtime: 1000,2000,4000,8000")
     ap.add_argument("--customers", type=int, help="Keycloak benchmark users (default 50)")
     ap.add_argument("--hot-capacity", type=int, help="seats of the flash-sale event (20000)")
     ap.add_argument("--hot-shards", type=int, help="inventory shards of the hot event (16)")
@@ -79,6 +90,7 @@ def profile_from(args: argparse.Namespace) -> Profile:
         ("warmup", "warmup_s"),
         ("catalogue_rates", "catalogue_rates"),
         ("booking_rates", "booking_rates"),
+        ("runtime_rates", "runtime_rates"),
         ("customers", "customers"),
         ("hot_capacity", "hot_capacity"),
         ("hot_shards", "hot_shards"),
@@ -116,6 +128,12 @@ def main(argv: list[str]) -> int:  # noqa: PLR0912, PLR0915 - the run, start to 
     t0 = time.monotonic()
     env = stack_env()
     vegeta = ensure_vegeta()
+    oha_missing = None
+    try:
+        oha = ensure_oha()
+    except (BenchError, OSError, subprocess.CalledProcessError) as exc:
+        oha, oha_missing = None, str(exc)
+        print(f"[bench] oha unavailable, vegeta sends everything: {exc}", file=sys.stderr)
     print(f"[bench] results in {out}", flush=True)
 
     db = BenchDatabase.create(env["BOXOFFICE_DATABASE_URL"], p.migrate)
@@ -138,8 +156,6 @@ def main(argv: list[str]) -> int:  # noqa: PLR0912, PLR0915 - the run, start to 
         topic = "bench-booking"
         kafka = env.get("BOXOFFICE_KAFKA_BOOTSTRAP_SERVERS", "")
         if kafka:
-            import subprocess  # noqa: PLC0415
-
             subprocess.run(
                 [
                     str(VENV_BIN / "python"),
@@ -181,7 +197,12 @@ def main(argv: list[str]) -> int:  # noqa: PLR0912, PLR0915 - the run, start to 
             servers[name].start()
         for s in servers.values():
             s.wait_until("/readyz")
-        bench = Bench(p, out, vegeta, db, tokens, fn_env, servers, spread, small)
+        bench = Bench(p, out, vegeta, db, tokens, fn_env, servers, spread, small, oha=oha)
+        if oha_missing:
+            bench.notes.append(
+                f"oha unavailable ({oha_missing}): vegeta sent the high-rate reads too, so those "
+                "steps are likely client-limited"
+            )
         if "booking_to_confirmed" in wanted and scenarios.confirm_unavailable(bench) is None:
             bench.confirm = scenarios.ConfirmPipeline.start(bench)  # joins its group meanwhile
 
@@ -218,10 +239,17 @@ def main(argv: list[str]) -> int:  # noqa: PLR0912, PLR0915 - the run, start to 
             for a in attacks
             if a.wall_s
         ]
+        per_request = [
+            float(r["generator_cpu_ms_per_request"])
+            for result in results["scenarios"].values()
+            for r in generator_runs(result)
+            if r.get("requests")
+        ]
         if shares:
             results["generator_cpu_share"] = {
                 "median": statistics.median(shares),
                 "max": max(shares),
+                "max_ms_per_request": max(per_request, default=None),
             }
         results["elapsed_s"] = time.monotonic() - t0
         print(report.write(results, bench.plots, out), flush=True)
@@ -250,7 +278,7 @@ def _scenario(name: str, bench: Bench, results: dict[str, Any]) -> Any:
         rate = _profile_rate(results)
         duration = min(20.0, max(5.0, p.duration_s))
         return scenarios.profile_spread(bench, rate, duration, VENV_BIN / "py-spy")
-    module = {"waiting_room": waiting_room}.get(name)
+    module = {"waiting_room": waiting_room, "runtime": runtime}.get(name)
     module = module or (overload if hasattr(overload, name) else scenarios)
     return getattr(module, name)(bench)
 

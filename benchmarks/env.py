@@ -1,4 +1,4 @@
-"""Paths, the stack's environment, the pinned load generator, and the machine's description."""
+"""Paths, the stack's environment, the pinned load generators, and the machine's description."""
 
 from __future__ import annotations
 
@@ -19,6 +19,14 @@ CACHE = Path(
 VEGETA_MODULE = "github.com/tsenart/vegeta/v12"
 VEGETA_VERSION = "v12.13.0"
 VEGETA = CACHE / "tools" / f"vegeta-{VEGETA_VERSION}" / "vegeta"
+# The high-rate GET scenarios' client (benchmarks/load.py `attack_oha`): ~0.02 ms of client CPU per
+# request where vegeta takes ~0.2 ms. Its TLS is never used (plain HTTP to 127.0.0.1): built with
+# the system's OpenSSL (`native-tls`, needs libssl-dev) rather than the default rustls/aws-lc,
+# whose C build takes minutes; oha does not build with no TLS at all.
+OHA_CRATE = "oha"
+OHA_VERSION = "1.16.0"
+OHA_FEATURES = "native-tls"
+OHA = CACHE / "tools" / f"oha-{OHA_VERSION}" / "bin" / "oha"
 
 
 class BenchError(RuntimeError):
@@ -67,6 +75,42 @@ def ensure_vegeta() -> Path:
     return VEGETA
 
 
+def ensure_oha() -> Path:
+    """The pinned oha binary, built with `cargo install --locked` into the project cache on first
+    use (a few minutes, once)."""
+    if OHA.exists():
+        return OHA
+    cargo = shutil.which("cargo") or (
+        str(Path.home() / ".cargo" / "bin" / "cargo")
+        if (Path.home() / ".cargo" / "bin" / "cargo").exists()
+        else None
+    )
+    if cargo is None:
+        raise BenchError(
+            f"oha {OHA_VERSION} is not in {OHA.parent} and there is no Rust toolchain to build "
+            "it: install Rust (https://rustup.rs) or put an oha binary there"
+        )
+    root = OHA.parent.parent
+    print(f"[bench] building oha {OHA_VERSION} into {root} (once, a few minutes)", flush=True)
+    subprocess.run(
+        [
+            cargo,
+            "install",
+            OHA_CRATE,
+            "--locked",
+            "--version",
+            OHA_VERSION,
+            "--no-default-features",
+            "--features",
+            OHA_FEATURES,
+            "--root",
+            str(root),
+        ],
+        check=True,
+    )
+    return OHA
+
+
 def _first_line(cmd: list[str]) -> str:
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=20, check=False)
@@ -106,6 +150,7 @@ def machine(env: dict[str, str], db_version: str) -> dict[str, Any]:
         "kafka": versions.get("kafka", "unknown"),
         "keycloak": versions.get("keycloak", "unknown"),
         "vegeta": VEGETA_VERSION,
+        "oha": OHA_VERSION,
         "git_commit": _first_line(["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"]),
         "git_dirty": bool(
             subprocess.run(

@@ -1,9 +1,15 @@
-"""Open-model load with vegeta: requests are sent at a constant rate whatever the latency (no
-coordinated omission: a slow response does not delay the next request), each target (method,
-URL, headers, body) read from a JSON-lines file, so every POST carries its own Idempotency-Key.
+"""Open-model load: requests are sent at a constant rate whatever the latency (no coordinated
+omission: a slow response does not delay the next request).
 
-The generator's own CPU time (from the kernel's rusage of the vegeta process) and the function
-process's CPU time (/proc) are recorded with every attack, since all share the same cores.
+Two clients. vegeta reads each target (method, URL, headers, body) from a JSON-lines file, so
+every POST carries its own Idempotency-Key, but costs ~0.2 ms of CPU per request; oha
+(`attack_oha`, GETs without per-request headers only) costs a tenth of that and drives the
+high-rate read scenarios, its fixed rate (`-q`) with `--latency-correction` (latency counted from
+the scheduled send time, so a slow server cannot hide its queue).
+
+The generator's own CPU time (from the kernel's rusage of its process) and the function
+process's CPU time (/proc) are recorded with every attack, since all share the same cores; an
+attack whose generator used more than CLIENT_LIMIT_SHARE of a core is marked `client_limited`.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import base64
 import csv
 import io
 import json
+import math
 import os
 import subprocess
 import time
@@ -24,6 +31,9 @@ from typing import Any
 import numpy as np
 
 from benchmarks.servers import Measured, SystemCpu, cpu_seconds, postgres_backends
+
+# Above this share of one core the load generator may be what limits a step, not the system.
+CLIENT_LIMIT_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -76,10 +86,15 @@ class Attack:
     machine_busy: float
     db_cpu_s: float = 0.0  # PostgreSQL backends of the benchmark database
     t0_ns: int = 0  # wall clock (epoch ns) of the first request
+    generator: str = "vegeta"
 
     @property
     def requests(self) -> int:
         return int(self.code.size)
+
+    @property
+    def generator_cpu_share(self) -> float:
+        return self.generator_cpu_s / self.wall_s if self.wall_s else 0.0
 
     @property
     def ok(self) -> np.ndarray:
@@ -108,8 +123,11 @@ class Attack:
             "p999_ms": percentile_ms(self.latency, 99.9),
             "max_ms": float(self.latency.max() * 1000) if n else float("nan"),
             "errors": dict(errors.most_common()),
+            "generator": self.generator,
             "generator_cpu_s": self.generator_cpu_s,
-            "generator_cpu_share": self.generator_cpu_s / self.wall_s if self.wall_s else 0.0,
+            "generator_cpu_share": self.generator_cpu_share,
+            "generator_cpu_ms_per_request": 1000 * self.generator_cpu_s / n if n else float("nan"),
+            "client_limited": self.generator_cpu_share > CLIENT_LIMIT_SHARE,
             "server_cpu_s": self.server_cpu_s,
             "server_cpu_ms_per_request": 1000 * self.server_cpu_s / n if n else float("nan"),
             "db_cpu_s": self.db_cpu_s,
@@ -208,3 +226,130 @@ def attack(
         db_cpu_s=db_cpu,
         t0_ns=int(ts_arr[0]) if ts_arr.size else 0,
     )
+
+
+NOT_ANSWERED = "no answer by the end"  # oha: timed out, connection error, or never sent
+# oha drops what its schedule queued but no connection had picked up when the run ends: in a
+# healthy run the last millisecond or so. This much of the schedule's end is not counted missing.
+OHA_END_SLACK_S = 0.01
+
+
+def get_urls(targets: Path) -> list[str]:
+    """The URLs of a targets file of plain GETs (what oha can send)."""
+    urls = []
+    for line in targets.read_text().splitlines():
+        t = json.loads(line)
+        if t["method"] != "GET" or t.get("header") or t.get("body"):
+            raise ValueError(f"oha sends plain GETs only, not {t['method']} {t['url']} + headers")
+        urls.append(t["url"])
+    return urls
+
+
+def attack_oha(
+    oha: Path,
+    targets: Path,
+    rate: float,
+    duration: float,
+    out_dir: Path,
+    name: str,
+    server: Measured | None = None,
+    timeout: float = 10.0,
+    database: str = "",
+    connections: int = 64,
+    threads: int = 1,
+) -> Attack:
+    """oha at a fixed `rate`/s for `duration` s over the GET URLs of `targets` (picked at
+    random), on `threads` runtime threads; per-request results kept in out_dir/<name>.csv.
+
+    oha's CSV holds every answered request (start, latency from the scheduled start, status);
+    requests that got no answer (timeout, connection error) or were never sent because the
+    schedule fell behind are the scheduled count minus the answered ones (less the schedule's
+    last OHA_END_SLACK_S, which oha drops at its deadline), kept as status 0 (`NOT_ANSWERED`)
+    with the timeout as their latency, as vegeta records a timeout."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    urls_file = out_dir / f"{name}.urls"
+    urls_file.write_text("\n".join(get_urls(targets)) + "\n")
+    result_file = out_dir / f"{name}.csv"
+    cmd = [
+        str(oha),
+        "--no-tui",
+        "--urls-from-file",
+        "-q",
+        f"{rate:g}",
+        "--latency-correction",
+        "-z",
+        f"{duration:g}s",
+        "-w",  # requests in flight at the end are answered, not aborted
+        "-c",
+        str(connections),
+        "-t",
+        f"{timeout:g}s",
+        "--worker-threads",
+        str(threads),
+        "--output-format",
+        "csv",
+        "-o",
+        str(result_file),
+        str(urls_file),
+    ]
+    server_cpu0 = server.cpu() if server else 0.0
+    backends = postgres_backends(database) if database else []
+    db_cpu0 = cpu_seconds(backends)
+    machine = SystemCpu()
+    t0 = time.monotonic()
+    t0_ns = time.time_ns()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.monotonic() - t0
+    busy = machine.busy()
+    server_cpu = (server.cpu() - server_cpu0) if server else 0.0
+    db_cpu = cpu_seconds(backends) - db_cpu0
+    stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if proc.returncode != 0:
+        raise RuntimeError(f"oha failed ({proc.returncode}): {stderr[-500:]}")
+    data = np.loadtxt(result_file, delimiter=",", skiprows=1, ndmin=2)
+    if data.size == 0:
+        data = np.zeros((0, 7))
+    order = np.argsort(data[:, 0], kind="stable")
+    data = data[order]
+    start, latency, code = data[:, 0], data[:, 4], data[:, 6].astype(int)
+    missing = max(0, math.floor(rate * (duration - OHA_END_SLACK_S)) - len(code))
+    if missing:
+        start = np.concatenate([start, np.full(missing, duration)])
+        latency = np.concatenate([latency, np.full(missing, timeout)])
+        code = np.concatenate([code, np.zeros(missing, dtype=int)])
+    first = float(start[0]) if start.size else 0.0
+    return Attack(
+        name=name,
+        rate=rate,
+        duration=duration,
+        ts=start - first,
+        latency=latency,
+        code=code,
+        slugs=["" if 200 <= c < 300 else (NOT_ANSWERED if c == 0 else "") for c in code],
+        bodies=[],
+        generator_cpu_s=usage.ru_utime + usage.ru_stime,
+        server_cpu_s=server_cpu,
+        wall_s=wall,
+        machine_busy=busy,
+        db_cpu_s=db_cpu,
+        t0_ns=t0_ns + int(first * 1e9),
+        generator="oha",
+    )
+
+
+def generator_runs(result: Any) -> list[dict[str, Any]]:
+    """Every attack summary (one run of one client) inside a scenario's results: the dicts
+    whose `generator_cpu_ms_per_request` is a number (aggregates hold median/min/max dicts)."""
+    found: list[dict[str, Any]] = []
+    if isinstance(result, dict):
+        value = result.get("generator_cpu_ms_per_request")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            found.append(result)
+        for v in result.values():
+            found += generator_runs(v)
+    elif isinstance(result, list):
+        for v in result:
+            found += generator_runs(v)
+    return found

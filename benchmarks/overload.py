@@ -24,7 +24,7 @@ import numpy as np
 
 from benchmarks.env import ROOT
 from benchmarks.load import Attack, Target, attack, write_targets
-from benchmarks.report import Row, fmt, minmax, verdict
+from benchmarks.report import Row, fmt, generator_text, minmax, verdict
 from benchmarks.scenarios import Bench, aggregate
 from benchmarks.servers import FunctionProcess, frontdoor
 
@@ -64,7 +64,8 @@ def catalogue_cached(b: Bench) -> dict[str, Any]:
     """GET /events/{id} through the front door's cache (Cache-Control: public, max-age=5,
     stale-while-revalidate=5): 500 ids of the spread-out catalogue, the same for the whole sweep,
     so after the warm-up every answer is a HIT, or STALE while its entry is refreshed in the
-    background. Server CPU is nginx's (one worker process per core)."""
+    background. Server CPU is nginx's (one worker process per core). The client is oha: vegeta
+    needs ~0.2 ms of CPU per request, so at these rates it, not the system, ran out of CPU."""
     if not shutil.which("nginx") and not Path("/usr/sbin/nginx").exists():
         return {"available": False, "reason": "nginx is not installed (stack/boxo up installs it)"}
     get_event = b.servers["get_event"]
@@ -80,7 +81,7 @@ def catalogue_cached(b: Bench) -> dict[str, Any]:
             write_targets(path, (Target("GET", f"{base}/events/{e}") for e in ids))
             return False
 
-        result = b.sweep("catalogue-cached", b.profile.cached_rates, proc, by_id)
+        result = b.sweep("catalogue-cached", b.profile.cached_rates, proc, by_id, generator="oha")
     result["available"] = True
     return result
 
@@ -110,7 +111,11 @@ def floor(b: Bench) -> dict[str, Any]:
                 return False
 
             out[label] = b.sweep(
-                f"floor-{label.replace(' ', '-')}", [b.profile.floor_rate], proc, targets
+                f"floor-{label.replace(' ', '-')}",
+                [b.profile.floor_rate],
+                proc,
+                targets,
+                generator="oha",
             )
     finally:
         proc.stop()
@@ -253,14 +258,17 @@ def report_rows(s: dict[str, Any], smoke: bool) -> list[Row]:
         sweep = s["catalogue_cached"]
         best = sweep["max_sustainable_rate"]
         steps = ", ".join(str(x["target_rate"]) for x in sweep["steps"])
+        step = next((x for x in sweep["steps"] if x["target_rate"] == best), None)
+        reads = step["ok_rate"]["median"] if step else 0.0
         out.append(
             (
                 "1 catalogue",
-                "GET /events/{id} through the front door's cache: max rate with p99 ≤ 100 ms",
-                fmt(best, "/s"),
+                "GET /events/{id} through the front door's cache: reads/s at the max rate "
+                "with p99 ≤ 100 ms",
+                fmt(reads, "/s"),
                 f"steps {steps}",
                 "≥ 10,000 reads/s",
-                verdict(best >= 10_000, smoke),
+                verdict(reads >= 10_000, smoke, sweep.get("best_step_client_limited", False)),
             )
         )
         for step in sweep["steps"]:
@@ -269,8 +277,8 @@ def report_rows(s: dict[str, Any], smoke: bool) -> list[Row]:
                     "1 catalogue",
                     f"cached @ {step['target_rate']}/s: p99 · load generator CPU",
                     *minmax(step["p99_ms"], " ms", 1),
-                    f"vegeta {100 * step['generator_cpu_share']['median']:.0f} % of a core",
-                    "",
+                    generator_text(step),
+                    "client-limited" if step.get("client_limited") else "",
                 )
             )
     if "floor" in s:
@@ -298,7 +306,7 @@ def report_rows(s: dict[str, Any], smoke: bool) -> list[Row]:
                 fmt(rate, "/s"),
                 f"steps {', '.join(str(x['target_rate']) for x in sweep['steps'])}",
                 "≥ 1,000/s",
-                verdict(rate >= 1000, smoke),
+                verdict(rate >= 1000, smoke, bool(step and step.get("client_limited"))),
             )
         )
         if step:

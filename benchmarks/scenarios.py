@@ -22,7 +22,7 @@ import requests
 
 from benchmarks.env import ROOT, VENV_BIN
 from benchmarks.fixtures import BenchDatabase, TokenPool, dumps
-from benchmarks.load import Attack, Target, attack, write_targets
+from benchmarks.load import CLIENT_LIMIT_SHARE, Attack, Target, attack, attack_oha, write_targets
 from benchmarks.servers import FunctionProcess, Measured, cpu_seconds, free_port, tree
 
 DISPATCHER = ROOT / "stack" / "kafkasource" / "dispatcher.py"
@@ -66,6 +66,8 @@ class Profile:
     # As the stack runs them (BOXOFFICE_FUNCTION_WORKERS): one gunicorn worker per CPU.
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     pool_max: int = 8
+    # the same trivial app on three servers (benchmarks/runtime.py, optional scenario `runtime`)
+    runtime_rates: list[int] = field(default_factory=lambda: [1000, 2000, 4000, 8000])
     # the catalogue through the front door's cache (benchmarks/overload.py)
     cached_rates: list[int] = field(default_factory=lambda: [2000, 5000, 10_000, 15_000, 20_000])
     floor_rate: int = 500  # the stack's floor (benchmarks/overload.py)
@@ -119,6 +121,7 @@ class Profile:
             profile=False,
             migrate="sql",
             cached_rates=[100],
+            runtime_rates=[100],
             floor_rate=50,
             overload_s=3.0,
             overload_sell_s=2.0,
@@ -176,6 +179,7 @@ class Bench:
     confirm: ConfirmPipeline | None = None
     notes: list[str] = field(default_factory=list)
     found: dict[str, Any] = field(default_factory=dict)  # results of the scenarios run so far
+    oha: Path | None = None  # the high-rate GET client (None: vegeta for everything)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -210,6 +214,37 @@ class Bench:
 
         write_targets(path, (make() for _ in range(n)))
 
+    def attack(
+        self,
+        generator: str,
+        targets: Path,
+        rate: float,
+        duration: float,
+        work: Path,
+        name: str,
+        server: Measured | None,
+        lazy: bool = True,
+        max_body: int = 0,
+    ) -> Attack:
+        """An attack by vegeta, or by oha (`generator="oha"`: plain GETs only; vegeta when the
+        harness has no oha)."""
+        if generator == "oha" and self.oha is not None:
+            return attack_oha(
+                self.oha, targets, rate, duration, work, name, server, database=self.db.name
+            )
+        return attack(
+            self.vegeta,
+            targets,
+            rate,
+            duration,
+            work,
+            name,
+            server,
+            lazy,
+            max_body,
+            database=self.db.name,
+        )
+
     def sweep(
         self,
         label: str,
@@ -217,10 +252,18 @@ class Bench:
         server: Measured,
         targets: Callable[[Path, float, float], bool],
         max_body: int = 0,
+        generator: str = "vegeta",
+        stop_early: bool = True,
     ) -> dict[str, Any]:
         """Constant-rate steps, `runs` attacks each (after one warm-up attack at the first
-        rate); stops after the first step that is not sustainable. `targets(path, rate,
-        duration)` writes the targets file and says whether vegeta should read it lazily."""
+        rate); stops after the first step that is not sustainable (unless not `stop_early`).
+        `targets(path, rate, duration)` writes the targets file and says whether vegeta should
+        read it lazily. `generator`: "vegeta" or "oha" (plain GETs, 2-10 x less CPU per request).
+
+        A step whose load generator used more than half a core in any run is `client_limited`:
+        the generator competed with the system for the CPUs (and may itself have been the limit),
+        so the step is no clean evidence of what the system sustains; `max_sustainable_rate`
+        still counts it and `best_step_client_limited` says so."""
         p = self.profile
         work = self.out / "raw" / label
         work.mkdir(parents=True, exist_ok=True)
@@ -231,23 +274,13 @@ class Bench:
                 path = work / "warmup.jsonl"
                 lazy = targets(path, rate, p.warmup_s)
                 self.log(f"{label}: warm-up {rate}/s for {p.warmup_s:g}s")
-                attack(
-                    self.vegeta,
-                    path,
-                    rate,
-                    p.warmup_s,
-                    work,
-                    "warmup",
-                    server,
-                    lazy,
-                    database=self.db.name,
-                )
+                self.attack(generator, path, rate, p.warmup_s, work, "warmup", server, lazy)
             runs = []
             for r in range(p.runs):
                 path = work / f"r{rate}-{r}.jsonl"
                 lazy = targets(path, rate, p.duration_s)
-                a = attack(
-                    self.vegeta,
+                a = self.attack(
+                    generator,
                     path,
                     rate,
                     p.duration_s,
@@ -256,14 +289,15 @@ class Bench:
                     server,
                     lazy,
                     max_body,
-                    database=self.db.name,
                 )
                 path.unlink()
                 s = a.summary()
                 self.log(
                     f"{label}: {rate}/s run {r + 1}: ok {s['ok_rate']:.0f}/s p50 "
                     f"{s['p50_ms']:.1f} ms p99 {s['p99_ms']:.1f} ms, hard failures "
-                    f"{hard_failures(s)}, vegeta CPU {100 * s['generator_cpu_share']:.0f}%, "
+                    f"{hard_failures(s)}, {a.generator} CPU {100 * s['generator_cpu_share']:.0f}%"
+                    f" ({s['generator_cpu_ms_per_request']:.3f} ms/request)"
+                    f"{' CLIENT-LIMITED' if s['client_limited'] else ''}, "
                     f"machine busy {100 * s['machine_busy']:.0f}%"
                 )
                 runs.append(s)
@@ -277,13 +311,28 @@ class Bench:
                 <= 0.001
                 and agg["sent_rate"]["median"] >= 0.95 * rate
             )
+            agg["generator"] = runs[0]["generator"]
+            agg["client_limited"] = any(s["client_limited"] for s in runs)
             agg["per_run"] = runs
             steps.append(agg)
-            if not agg["sustainable"]:
+            if not agg["sustainable"] and stop_early:
                 break
         self.plots[label] = plotted
         ok = [s["target_rate"] for s in steps if s["sustainable"]]
-        return {"steps": steps, "max_sustainable_rate": max(ok) if ok else 0}
+        clean = [s["target_rate"] for s in steps if s["sustainable"] and not s["client_limited"]]
+        best = max(ok) if ok else 0
+        return {
+            "steps": steps,
+            "generator": steps[0]["generator"] if steps else generator,
+            "max_sustainable_rate": best,
+            "best_step_client_limited": any(
+                s["client_limited"] for s in steps if s["target_rate"] == best
+            ),
+            # the highest sustainable step whose load generator stayed under half a core
+            "max_sustainable_rate_not_client_limited": max(clean) if clean else 0,
+            "client_limited_rates": [s["target_rate"] for s in steps if s["client_limited"]],
+            "client_limit_share": CLIENT_LIMIT_SHARE,
+        }
 
 
 # -- (1) catalogue reads -------------------------------------------------------------------------
@@ -301,11 +350,10 @@ def catalogue(b: Bench) -> dict[str, Any]:
         write_targets(path, [Target("GET", f"{server.url}/events?limit=20")])
         return False
 
+    rates = b.profile.catalogue_rates
     return {
-        "GET /events/{id}": b.sweep(
-            "catalogue-get-event", b.profile.catalogue_rates, server, by_id
-        ),
-        "GET /events": b.sweep("catalogue-list-events", b.profile.catalogue_rates, server, listing),
+        "GET /events/{id}": b.sweep("catalogue-get-event", rates, server, by_id, generator="oha"),
+        "GET /events": b.sweep("catalogue-list-events", rates, server, listing, generator="oha"),
     }
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.env import ROOT
+from benchmarks.load import generator_runs
 
 COMMITTED = ROOT / "docs" / "benchmarks" / "summary.json"
 
@@ -65,6 +66,16 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
     cold_fns = {fn: d for fn, d in cold.items() if fn != "under_load"}
     rss = [d["worker_rss_mb"]["max"] for d in cold_fns.values()]
     rss += [m["worker_rss_mb"] for m in cold.get("under_load", {}).values()]
+    direct_step = _best_step(catalogue.get("GET /events/{id}"))
+    client = [
+        _number(r["generator_cpu_ms_per_request"])
+        for result in s.values()
+        for r in generator_runs(result)
+        if r.get("requests")
+    ]
+    room = s.get("waiting_room") or {}
+    room_runs = room.get("runs") or {}
+    room_run = room_runs.get("line") or next(iter(room_runs.values()), None)
     return {
         "git": _git(),
         "started_at": results.get("started_at"),
@@ -94,9 +105,15 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
             (s.get("floor") or {}).get("one read", {}).get("steps", [None])[0],
             "server_cpu_ms_per_request",
         ),
-        "catalogue_cpu_ms_per_read": _median(
-            _best_step(catalogue.get("GET /events/{id}")), "server_cpu_ms_per_request"
-        ),
+        "catalogue_cpu_ms_per_read": _median(direct_step, "server_cpu_ms_per_request"),
+        # issue 19: the uncached direct read (reads answered per second at the highest
+        # sustainable step, and the function's CPU per read there)
+        "catalogue_direct_reads_per_s": _median(direct_step, "ok_rate"),
+        "catalogue_direct_cpu_ms_per_read": _median(direct_step, "server_cpu_ms_per_request"),
+        # the load generator's CPU per request, largest over every attack of the run
+        "client_cpu_ms_per_request_max": max((c for c in client if c is not None), default=None),
+        # joins answered per second in the waiting room (its `line` run, else its first)
+        "waiting_room_joins_per_s": _number(room_run.get("joins_per_s")) if room_run else None,
     }
 
 

@@ -47,6 +47,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from benchmarks.env import ROOT, VENV_BIN, BenchError
 from benchmarks.fixtures import VENUE
+from benchmarks.load import CLIENT_LIMIT_SHARE
 from benchmarks.servers import (
     FunctionProcess,
     cpu_seconds,
@@ -571,6 +572,11 @@ def _result(
     late = sum(j > checks["sold_out_at"] for j in s.joined_wall)
     join_s = np.array(s.join_s or [float("nan")])
     within = [lag <= r + 2.0 for lag, r in zip(lags, s.last_retry_before_final, strict=True)]
+    joining_s = times["joined"] - times["start"]
+    # The client is this process (asyncio, one coroutine per buyer): its CPU over the run.
+    client_s = marks["end"]["client"] - marks["start"]["client"]
+    run_s = times["end"] - times["start"]
+    sent = sum(s.requests.values())
     return {
         "poll": mode,
         "sell_out_s": checks["sell_out_s"],
@@ -590,6 +596,13 @@ def _result(
         "join_p99_s": float(np.percentile(join_s, 99)),
         "join_max_s": float(np.max(join_s)),
         "joined_after_sold_out": int(late),
+        "joins_answered": s.joins_done,
+        "joins_per_s": s.joins_done / joining_s if joining_s > 0 else float("nan"),
+        "generator": "harness (Python asyncio)",
+        "generator_cpu_s": client_s,
+        "generator_cpu_share": client_s / run_s if run_s > 0 else 0.0,
+        "generator_cpu_ms_per_request": 1000 * client_s / sent if sent else float("nan"),
+        "client_limited": run_s > 0 and client_s / run_s > CLIENT_LIMIT_SHARE,
         "wait_p50_s": statistics.median(s.waited_s) if s.waited_s else float("nan"),
         "wait_max_s": max(s.waited_s) if s.waited_s else float("nan"),
         "polls_per_waiting_buyer_per_s": poll_rate,
@@ -725,6 +738,9 @@ def report_rows(w: dict[str, Any], smoke: bool) -> list[tuple[str, str, str, str
             (name, "joining: arrival -> place p50 · p99 · max (503s retried after Retry-After)",
              f"{r['join_p50_s']:,.1f} · {r['join_p99_s']:,.1f} · {r['join_max_s']:,.1f} s",
              f"{r['joined_after_sold_out']:,} joined after the sell-out", "", ""),
+            (name, "joins answered per second (all buyers / time until the last had an answer)",
+             f"{r['joins_per_s']:,.1f}/s", f"{r['joins_answered']:,} joins in "
+             f"{r['phases_s']['joining']:,.1f} s", "", ""),
             (name, "polls per waiting buyer per second",
              f"{r['polls_per_waiting_buyer_per_s']:.3f}/s",
              f"steady {r['steady_polls_per_s']:,.0f} polls/s in all", "", ""),

@@ -1,5 +1,5 @@
 """The benchmark harness works end to end (`make bench-smoke`): it runs every scenario at tiny
-sizes (the optional waiting_room too) against its own throw-away database and function
+sizes (the optional waiting_room and runtime too) against its own throw-away database and function
 processes, prints the table, and writes the report, the plots and results.json; the flash sale
 and the waiting room's sell-out sell exactly their capacity.
 
@@ -36,6 +36,10 @@ SUMMARY_KEYS = [
     "confirm_p99_ms_at_500",
     "cold_start_s_max",
     "rss_mb_max",
+    "catalogue_direct_reads_per_s",
+    "catalogue_direct_cpu_ms_per_read",
+    "client_cpu_ms_per_request_max",
+    "waiting_room_joins_per_s",
 ]
 
 
@@ -128,6 +132,22 @@ def test_bench_smoke_produces_table_report_plots_and_sells_exactly_capacity(
         assert run["unfinished_buyers"] == 0
         assert run["outcomes"].get("booked", 0) > 0
         assert run["requests"]["join"] >= room["buyers"]
+
+    # the load generator's CPU per request, in every scenario's results and in the table
+    assert "load generator" in proc.stdout
+    assert summary["client_cpu_ms_per_request_max"] > 0
+    assert summary["waiting_room_joins_per_s"] > 0
+    step = s["catalogue"]["GET /events/{id}"]["steps"][0]
+    assert step["generator_cpu_ms_per_request"]["median"] > 0
+    assert "client_limited" in step
+
+    # the runtime comparison (optional scenario, in the smoke run): the same app on three servers
+    assert "8 runtime" in proc.stdout
+    runtime = s["runtime"]
+    assert set(runtime["servers"]) == {"gunicorn", "granian", "boxoffice"}
+    for sweep in runtime["sweeps"].values():
+        assert sweep["steps"][0]["ok"]["median"] > 0
+    assert runtime["fastest"] in runtime["servers"]
 
     # the benchmark database was dropped
     assert "kept database" not in proc.stdout
