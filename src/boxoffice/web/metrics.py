@@ -86,6 +86,15 @@ REQUESTS_SHED = Counter(
     ["function", "reason"],
     registry=REGISTRY,
 )
+REQUEST_QUEUE_WAIT = Histogram(
+    "boxoffice_request_queue_wait_seconds",
+    "Time a request that found every slot taken spent in the server's queue, from its arrival"
+    " (X-Request-Start, else when the server handed it over) until it started (outcome started)"
+    " or was refused (outcome refused). Requests that found a slot free are not observed.",
+    ["function", "outcome"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+    registry=REGISTRY,
+)
 REQUEST_QUEUE_WAITING = Gauge(
     "boxoffice_request_queue_waiting",
     "Requests waiting for a slot (THREADS per worker process), summed over the workers.",

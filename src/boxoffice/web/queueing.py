@@ -97,7 +97,12 @@ class RequestQueue:
             return self.app(environ, start_response)
         # Nobody jumps the queue: with requests waiting, a newcomer queues behind them.
         if self.waiting or not self._free.acquire(blocking=False):
-            refusal = self._wait_for_slot(environ)
+            entered = time.time()
+            age = arrival_age(environ, entered)
+            refusal = self._wait_for_slot(self.deadline - age)
+            waited = age + time.time() - entered
+            outcome = "started" if refusal is None else "refused"
+            metrics.REQUEST_QUEUE_WAIT.labels(self.function, outcome).observe(waited)
             if refusal is not None:
                 metrics.REQUESTS_SHED.labels(self.function, refusal).inc()
                 start_response("503 Service Unavailable", self._refusal_headers)
@@ -111,9 +116,9 @@ class RequestQueue:
             with self._lock:
                 self.service_time += SERVICE_TIME_WEIGHT * (held - self.service_time)
 
-    def _wait_for_slot(self, environ: dict[str, Any]) -> str | None:
-        """Queue for a slot; None once one is held, else the reason of the refusal."""
-        remaining = self.deadline - arrival_age(environ, time.time())
+    def _wait_for_slot(self, remaining: float) -> str | None:
+        """Queue for a slot, at most `remaining` seconds; None once one is held, else the reason
+        of the refusal."""
         with self._lock:
             if self.waiting >= self.max_queue:
                 return "queue_full"
