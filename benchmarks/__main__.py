@@ -13,7 +13,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from benchmarks import overload, report, runtime, scenarios, summary, waiting_room
+from benchmarks import burst, overload, report, runtime, scenarios, summary, waiting_room
 from benchmarks.env import (
     ROOT,
     VENV_BIN,
@@ -37,6 +37,7 @@ ALL = [
     "profile",
     "flash_sale",
     "overload",
+    "burst",
     "booking_to_confirmed",
     "cold_start",
     "token",
@@ -278,7 +279,7 @@ def _scenario(name: str, bench: Bench, results: dict[str, Any]) -> Any:
         rate = _profile_rate(results)
         duration = min(20.0, max(5.0, p.duration_s))
         return scenarios.profile_spread(bench, rate, duration, VENV_BIN / "py-spy")
-    module = {"waiting_room": waiting_room, "runtime": runtime}.get(name)
+    module = {"waiting_room": waiting_room, "runtime": runtime, "burst": burst}.get(name)
     module = module or (overload if hasattr(overload, name) else scenarios)
     return getattr(module, name)(bench)
 

@@ -411,6 +411,10 @@ def rows(results: dict[str, Any]) -> list[Row]:  # noqa: PLR0912, PLR0915 - one 
         from benchmarks.waiting_room import report_rows  # noqa: PLC0415 - optional scenario
 
         out += report_rows(s["waiting_room"], smoke)
+    if "burst" in s:
+        from benchmarks.burst import report_rows as burst_rows  # noqa: PLC0415 - import cycle
+
+        out += burst_rows(s["burst"], smoke)
     if "runtime" in s:
         from benchmarks.runtime import report_rows as runtime_rows  # noqa: PLC0415 - optional
 

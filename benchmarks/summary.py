@@ -93,6 +93,13 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
         "overload_client_timeouts": None if over is None else over["client_timeouts_total"],
         "overload_p99_201_ms": None if over is None else _number(over["p99_201_ms_max"]),
         "overload_oversold": None if over is None else over["oversold_total"],
+        "overload_refusal_p99_in_process_ms": None
+        if over is None
+        else _number(over.get("refusal_p99_in_process_ms_max")),
+        # many buyers posting at once below the sustainable rate: the share answered 503
+        "burst_refused_ratio": None
+        if s.get("burst") is None
+        else _number(s["burst"]["refused_ratio"]),
         "confirm_p99_ms_at_500": _number(confirm["confirm_p99_ms"]["median"])
         if confirm and confirm.get("available") and confirm.get("rate") == 500
         else None,

@@ -40,6 +40,8 @@ SUMMARY_KEYS = [
     "catalogue_direct_cpu_ms_per_read",
     "client_cpu_ms_per_request_max",
     "waiting_room_joins_per_s",
+    "burst_refused_ratio",
+    "overload_refusal_p99_in_process_ms",
 ]
 
 
@@ -102,6 +104,12 @@ def test_bench_smoke_produces_table_report_plots_and_sells_exactly_capacity(
     assert over["offered_rate"] == 5 * over["sustainable_rate"]
     assert s["hot"]["steps"][0]["requests"]["median"] > 0
     assert s["catalogue_cached"]["steps"][0]["requests"]["median"] > 0
+    # the burst: buyers posting at once sold exactly the capacity, every answer counted
+    burst = s["burst"]
+    assert burst["exactly_capacity_sold"], burst
+    assert burst["oversold"] == 0
+    assert sum(burst["answers"].values()) == burst["posts"] > 0
+    assert "3c burst" in proc.stdout
     # the machine-readable summary (a smoke run never overwrites the committed one)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["smoke"] is True
