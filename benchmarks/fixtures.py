@@ -39,7 +39,9 @@ def _migrations() -> list[Any]:
         assert found, p
         return tuple(int(x) for x in re.split(r"[._]", found.group(1)) if x)
 
-    return sorted((ROOT / "db" / "migrations").glob("V*__*.sql"), key=version)
+    # Flyway's order: versioned migrations by version, then the repeatable ones (R__) by name.
+    folder = ROOT / "db" / "migrations"
+    return sorted(folder.glob("V*__*.sql"), key=version) + sorted(folder.glob("R__*.sql"))
 
 
 @dataclass

@@ -21,14 +21,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def migrations() -> list[Path]:
-    """db/migrations in Flyway's version order."""
+    """db/migrations in Flyway's order: the versioned ones by version, then the repeatable ones
+    (`R__name.sql`, e.g. the booking rules) by name."""
 
     def version(p: Path) -> tuple[int, ...]:
         found = re.match(r"V([\d_.]+)__", p.name)
         assert found, p
         return tuple(int(x) for x in re.split(r"[._]", found.group(1)) if x)
 
-    return sorted((ROOT / "db" / "migrations").glob("V*__*.sql"), key=version)
+    folder = ROOT / "db" / "migrations"
+    return sorted(folder.glob("V*__*.sql"), key=version) + sorted(folder.glob("R__*.sql"))
 
 
 @contextlib.contextmanager

@@ -329,6 +329,47 @@ def test_a_key_whose_first_request_is_still_in_flight_is_in_use(
     assert sold(db, event) == {0: 0}
 
 
+def test_a_lock_wait_running_out_elsewhere_is_not_reported_as_the_key_in_use(
+    db: Conn, db_url: str
+) -> None:
+    # The key's claim ends its wait with lock_not_available (no subtransaction to catch it in
+    # SQL): only that one is 409 idempotency-key-in-use; a shard lock that runs out is a 503.
+    event = add_event(db, 1, 1, sold=(0, 1))  # one seat left, on shard 0
+    impatient = Database(db_url, min_size=1, max_size=1, timeout=0.5)
+    try:
+        with psycopg.connect(db_url) as other:  # another purchase holds every shard
+            other.execute(
+                "SELECT shard FROM event_inventory WHERE event_id = %s FOR UPDATE", (event,)
+            ).fetchall()
+            with pytest.raises(errors.ServiceUnavailable):
+                book(PostgresBookingStore(impatient), event, quantity=1, key="waits-on-shards")
+            other.rollback()
+    finally:
+        impatient.close()
+    assert sold(db, event) == {0: 0, 1: 1}
+    key = db.execute(
+        "SELECT count(*) FROM idempotency_record WHERE scope = %s AND key = 'waits-on-shards'",
+        (ALICE.subject,),
+    ).fetchone()
+    assert key == (0,)
+
+
+def test_the_key_commits_completed_in_the_bookings_own_transaction(
+    store: PostgresBookingStore, db: Conn
+) -> None:
+    event = add_event(db, 10)
+    result = book(store, event, key="written-once")
+    assert result.booking is not None
+    row = db.execute(
+        """SELECT r.state, r.response_status, r.booking_id FROM idempotency_record r
+            WHERE r.scope = %s AND r.key = 'written-once'""",
+        (ALICE.subject,),
+    ).fetchone()
+    # Claimed complete for the booking it names, before that booking was inserted (the
+    # reference is checked at commit).
+    assert row == ("COMPLETED", 201, result.booking.id)
+
+
 def test_an_expired_key_is_claimed_again_for_a_new_booking(
     store: PostgresBookingStore, db: Conn
 ) -> None:

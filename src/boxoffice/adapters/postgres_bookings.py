@@ -1,11 +1,12 @@
 """PostgreSQL booking store: each use case of create_booking is one statement, one round trip.
 
 `book` and `cancel` call the PL/pgSQL functions of db/migrations/V3__booking_in_one_round_trip.sql
-(`book_tickets` with the admission rule of V8__waiting_room.sql) on an autocommit connection, so
+(current definitions of the booking rules in R__booking_rules.sql) on an autocommit connection, so
 each call is its own transaction: committed when the function returns, rolled back entirely when
 it refuses. A refusal arrives as SQLSTATE P0001 with the
-problem slug as its message and is raised here as the matching `BoxofficeError`. Reads fetch a
-booking with its order and tickets in one statement.
+problem slug as its message and is raised here as the matching `BoxofficeError`; so does the end
+of the wait for an Idempotency-Key still in flight (lock_not_available raised by
+`claim_idempotency_key`). Reads fetch a booking with its order and tickets in one statement.
 """
 
 from __future__ import annotations
@@ -129,6 +130,17 @@ def _view(row: tuple[Any, ...]) -> BookingView:
     return BookingView(booking, order)
 
 
+def key_in_use(exc: psycopg.errors.LockNotAvailable) -> errors.BoxofficeError:
+    """The end of the wait for an earlier request with the same Idempotency-Key (the key's
+    claim raises lock_not_available after `key_wait_ms`, R__booking_rules.sql). A lock wait that
+    ran out anywhere else is not about the key: it stays a database error (503)."""
+    if "claim_idempotency_key" not in (exc.diag.context or ""):
+        raise exc
+    return errors.IdempotencyKeyInUse(
+        "a request with this Idempotency-Key is still being processed; retry shortly"
+    )
+
+
 def refusal(exc: psycopg.errors.RaiseException) -> errors.BoxofficeError:
     """The `BoxofficeError` a booking function's refusal stands for."""
     cls = _REFUSALS.get(exc.diag.message_primary or "")
@@ -169,6 +181,8 @@ class PostgresBookingStore:
                 row = conn.execute(_BOOK, params).fetchone()
             except psycopg.errors.RaiseException as exc:
                 raise refusal(exc) from None
+            except psycopg.errors.LockNotAvailable as exc:
+                raise key_in_use(exc) from None
         assert row is not None  # book_tickets returns one row or raises
         booking = _booking(row[1:10]) if row[1] is not None else None
         stored = None
