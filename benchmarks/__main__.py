@@ -71,7 +71,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--hot-rate", type=int, help="flash-sale requests/s (1000)")
     ap.add_argument("--confirm-rate", type=int, help="bookings/s of the confirm scenario (500)")
     ap.add_argument("--threads", type=int, help="THREADS per function worker (8)")
-    ap.add_argument("--workers", type=int, help="WORKERS (gunicorn processes) per function (1)")
+    ap.add_argument("--workers", type=int, help="WORKERS (server processes) per function")
     ap.add_argument("--pool-max", type=int, help="BOXOFFICE_DB_POOL_MAX (default = threads)")
     ap.add_argument("--migrate", choices=["flyway", "sql"], help="how to migrate the bench DB")
     ap.add_argument("--profile", action="store_true", help="py-spy profile even with --smoke")
@@ -178,7 +178,6 @@ def main(argv: list[str]) -> int:  # noqa: PLR0912, PLR0915 - the run, start to 
             "BOXOFFICE_MAX_TICKETS_PER_CUSTOMER_PER_EVENT": 1_000_000,
             "BOXOFFICE_MAX_TICKETS_PER_ORDER": 10,
             "BOXOFFICE_BOOKING_TOPIC": topic,
-            "GUNICORN_LOG_LEVEL": "error",
             "hot event shards": p.hot_shards,
             "hot event capacity": p.hot_capacity,
             "spread events x capacity": f"{p.spread_events} x {p.spread_capacity} "

@@ -63,7 +63,7 @@ class Profile:
     token_iterations: int = 2000
     token_http_rate: int = 200
     threads: int = 8
-    # As the stack runs them (BOXOFFICE_FUNCTION_WORKERS): one gunicorn worker per CPU.
+    # As the stack runs them (BOXOFFICE_FUNCTION_WORKERS): one server worker per CPU.
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     pool_max: int = 8
     # the same trivial app on three servers (benchmarks/runtime.py, optional scenario `runtime`)
@@ -384,7 +384,7 @@ def profile_spread(b: Bench, rate: int, duration: float, py_spy: Path) -> dict[s
     server = b.servers["create_booking"]
     workers = server.workers()
     if not workers:
-        return {"available": False, "reason": "no gunicorn worker found"}
+        return {"available": False, "reason": "no server worker process found"}
     work = b.out / "profile"
     work.mkdir(parents=True, exist_ok=True)
     path = work / "targets.jsonl"
@@ -449,7 +449,8 @@ PROFILE_BUCKETS = [  # (label, substring of a frame "function (file)") - first m
     ("JSON encode/decode", "json/"),
     ("Flask/werkzeug request handling", "werkzeug"),
     ("Flask/werkzeug request handling", "flask"),
-    ("gunicorn (accept, parse HTTP, write)", "gunicorn"),
+    ("granian's WSGI glue (its Rust HTTP parsing and I/O are not sampled)", "granian"),
+    ("the request queue (slots, deadline)", "queueing.py"),
     ("prometheus metrics", "prometheus_client"),
 ]
 
@@ -479,7 +480,7 @@ def summarise_profile(collapsed: Path) -> dict[str, Any]:
             buckets[POOL_WAIT] = buckets.get(POOL_WAIT, 0) + count
             leaves[leaf] = leaves.get(leaf, 0) + count
             continue
-        if waits:  # a thread with nothing to do (gunicorn's poll loop, the relay's sleep)
+        if waits:  # a thread with nothing to do (a server thread or the relay, waiting)
             idle += count
             continue
         leaves[leaf] = leaves.get(leaf, 0) + count

@@ -1,5 +1,5 @@
-"""The functions under test: each its own functions-framework process (gunicorn, WORKERS
-workers x THREADS threads, as stack/services/functions.sh runs them) on a free port, against the
+"""The functions under test: each its own functions-framework process (granian, WORKERS
+workers x THREADS slots, as stack/services/functions.sh runs them) on a free port, against the
 benchmark database; plus /proc readings of their CPU time and resident memory."""
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def rss_mb(pid: int) -> float:
 
 
 def pss_mb(pid: int) -> float:
-    """Proportional set size: shared pages (forked from the gunicorn master) counted once."""
+    """Proportional set size: shared pages (forked from the server's main process) counted once."""
     try:
         for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
             if line.startswith("Pss:"):
@@ -256,7 +256,7 @@ class FunctionProcess:
         return self.proc.pid
 
     def workers(self) -> list[int]:
-        """The gunicorn worker processes (children of the functions-framework arbiter)."""
+        """The server's worker processes (children of granian's main process)."""
         return _children(self.pid)
 
     def cpu(self) -> float:
