@@ -128,7 +128,7 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
         "0",
         "Requests one worker process lets wait for a slot, each no longer than its deadline; past"
         " it, or when the expected wait would pass the deadline, 503 overloaded at once."
-        " 0: 8 x THREADS.",
+        " 0: 32 x THREADS.",
     ),
     "BOXOFFICE_REQUEST_DEADLINE_SECONDS": (
         "1",
@@ -314,7 +314,7 @@ class ServerSettings:
         return cls(
             workers=_int(e, "WORKERS", 1),
             threads=threads,
-            max_queue=_int(e, "BOXOFFICE_MAX_QUEUE") or 8 * threads,
+            max_queue=_int(e, "BOXOFFICE_MAX_QUEUE") or 32 * threads,
             request_deadline=_seconds(e, "BOXOFFICE_REQUEST_DEADLINE_SECONDS"),
             overload_retry_after=_int(e, "BOXOFFICE_OVERLOAD_RETRY_AFTER_SECONDS", 1),
             graceful_timeout=_int(e, "BOXOFFICE_GRACEFUL_TIMEOUT_SECONDS", 1),

@@ -17,7 +17,8 @@ and after waiting, when its deadline passed before a slot freed up (`deadline`).
 request wrote nothing: its client retries with the same Idempotency-Key.
 
 Probes and /metrics never queue: a busy function is neither dead nor unready. The server is
-given more threads than slots + queue, so a thread is always free to answer them and to refuse.
+given more threads than slots + queue, so a thread is always free to answer them and to refuse
+(boxoffice.web.server, which also shortens the interpreter's switch interval for them).
 """
 
 from __future__ import annotations

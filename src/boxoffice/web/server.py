@@ -40,6 +40,11 @@ from boxoffice.config import ServerSettings
 
 # Threads granian keeps beyond slots + queue: free to answer probes and refusals at once.
 SPARE_THREADS = 4
+# How long a thread may hold the interpreter lock while another waits for it (CPython's default:
+# 5 ms). A refusal or a probe is a few microseconds of Python, but it waits for the lock behind
+# the running requests, each holding it up to this long: at 5 ms, under a 5x overload, refusals
+# queued in front of Python for seconds (docs/benchmarks.md, overload).
+SWITCH_INTERVAL_S = 0.001
 # The most a request head (request line and header fields) may take; hyper answers 431 past it.
 # Above the front door's own bounds (8 KiB a line, 32 KiB in all: stack/frontdoor/nginx.conf.tmpl),
 # so whatever the front door lets through reaches the function.
@@ -134,6 +139,7 @@ def _worker_app(app: Any) -> Any:
     from boxoffice.bootstrap import shutdown  # noqa: PLC0415
 
     _forget_dead_workers()
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     mp_util.Finalize(None, shutdown, exitpriority=10)
     return app
 
