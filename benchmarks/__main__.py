@@ -69,6 +69,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--hot-capacity", type=int, help="seats of the flash-sale event (20000)")
     ap.add_argument("--hot-shards", type=int, help="inventory shards of the hot event (16)")
     ap.add_argument("--hot-rate", type=int, help="flash-sale requests/s (1000)")
+    ap.add_argument(
+        "--overload-base-rate",
+        type=int,
+        help="the sustainable rate the overload scenario offers 5 x, when the run has no spread "
+        "result (200)",
+    )
     ap.add_argument("--confirm-rate", type=int, help="bookings/s of the confirm scenario (500)")
     ap.add_argument("--threads", type=int, help="THREADS per function worker (8)")
     ap.add_argument("--workers", type=int, help="WORKERS (server processes) per function")
@@ -96,6 +102,7 @@ def profile_from(args: argparse.Namespace) -> Profile:
         ("hot_capacity", "hot_capacity"),
         ("hot_shards", "hot_shards"),
         ("hot_rate", "hot_rate"),
+        ("overload_base_rate", "overload_fallback_rate"),
         ("confirm_rate", "confirm_rate"),
         ("threads", "threads"),
         ("workers", "workers"),

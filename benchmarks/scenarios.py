@@ -451,6 +451,8 @@ PROFILE_BUCKETS = [  # (label, substring of a frame "function (file)") - first m
     ("Flask/werkzeug request handling", "flask"),
     ("granian's WSGI glue (its Rust HTTP parsing and I/O are not sampled)", "granian"),
     ("the request queue (slots, deadline)", "queueing.py"),
+    # Profiles of the server before granian (git da6c50f and older), for before/after readings.
+    ("gunicorn (accept, parse HTTP, write)", "gunicorn"),
     ("prometheus metrics", "prometheus_client"),
 ]
 
