@@ -496,7 +496,9 @@ def markdown(results: dict[str, Any], plots: list[str]) -> str:
             "",
             f"{prof['rate']}/s spread-out for {prof['duration_s']:g} s; "
             f"{prof['summary']['samples']} samples, of which "
-            f"{prof['summary']['idle_samples']} idle. "
+            f"{prof['summary']['idle_samples']} idle and "
+            f"{prof['summary'].get('no_python_frame_samples', 0)} in threads with no Python frame "
+            "(granian's Rust threads). "
             f"Flame graph: `{prof['flamegraph']}`.",
             "",
             "| share of busy samples | where |",

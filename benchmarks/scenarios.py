@@ -463,9 +463,12 @@ POOL_WAIT = "waiting for a pooled PostgreSQL connection (psycopg_pool)"
 def summarise_profile(collapsed: Path) -> dict[str, Any]:
     """Where the sampled time went: per category (a sample goes to the first category whose
     marker appears in its stack, looked at from the leaf up), top leaf functions, and the share
-    of samples that were idle (threads waiting for work)."""
+    of samples that were idle (threads waiting for work). Samples of threads with no Python
+    frame (granian's Rust threads: its HTTP I/O, and pool threads waiting for work) are counted
+    apart: py-spy sees them but not what they do."""
     total = 0
     idle = 0
+    native = 0
     buckets: dict[str, int] = {}
     leaves: dict[str, int] = {}
     for line in collapsed.read_text().splitlines():
@@ -476,6 +479,9 @@ def summarise_profile(collapsed: Path) -> dict[str, Any]:
         frames = stack.split(";")
         leaf = frames[-1]
         total += count
+        if not any("(" in f for f in frames):  # a thread name only: no Python frame
+            native += count
+            continue
         waits = leaf.startswith(("Condition.wait", "Event.wait", "EpollSelector.select"))
         waits = waits or "select (selectors.py" in leaf
         if waits and "psycopg_pool" in stack:
@@ -495,10 +501,11 @@ def summarise_profile(collapsed: Path) -> dict[str, Any]:
         if "relay" in stack and label != "Kafka publish (outbox relay thread)":
             label = "outbox relay thread (claim/mark rows, " + label.split(" (")[0] + ")"
         buckets[label] = buckets.get(label, 0) + count
-    busy = max(1, total - idle)
+    busy = max(1, total - idle - native)
     return {
         "samples": total,
         "idle_samples": idle,
+        "no_python_frame_samples": native,
         "busy_share_by_category": {
             k: round(v / busy, 3) for k, v in sorted(buckets.items(), key=lambda kv: -kv[1])
         },
