@@ -41,6 +41,13 @@ REQUEST_START_HEADER = "HTTP_X_REQUEST_START"
 # Weight of the newest request in the mean time a request holds a slot (an exponentially
 # weighted moving average: about the last 20 requests).
 SERVICE_TIME_WEIGHT = 0.05
+# A standing queue (CoDel's test, with the deadline as its interval: even the shortest wait of
+# the requests that started within a deadline stayed above a target) means sustained overload,
+# not a burst: while it stands, a newcomer may wait only the target, so the queue drains, the
+# requests admitted start soon, and the excess is refused at once instead of holding the threads
+# that must refuse it. A burst that the slots serve within the deadline keeps the whole deadline:
+# the interval in which it arrives has requests that started at once.
+STANDING_QUEUE_TARGET = 0.05
 
 
 def arrival_age(environ: dict[str, Any], now: float) -> float:
@@ -81,6 +88,9 @@ class RequestQueue:
         self._lock = threading.Lock()
         self.waiting = 0
         self.service_time = 0.0  # mean seconds a request holds a slot (0 until measured)
+        self.standing = False  # the queue stood through the last interval: sustained overload
+        self._interval_ends = 0.0
+        self._interval_min_wait = 0.0
         body = json.dumps(
             problem_body(Overloaded("this function is at capacity; retry shortly"), problem_base),
             separators=(",", ":"),
@@ -102,12 +112,16 @@ class RequestQueue:
             age = arrival_age(environ, entered)
             refusal = self._wait_for_slot(self.deadline - age)
             waited = age + time.time() - entered
+            if refusal is None:
+                self._started_after(waited)
             outcome = "started" if refusal is None else "refused"
             metrics.REQUEST_QUEUE_WAIT.labels(self.function, outcome).observe(waited)
             if refusal is not None:
                 metrics.REQUESTS_SHED.labels(self.function, refusal).inc()
                 start_response("503 Service Unavailable", self._refusal_headers)
                 return self._refusal
+        else:
+            self._interval_min_wait = 0.0  # started at once: nothing stands in this interval
         started = time.monotonic()
         try:
             return _materialised(self.app(environ, start_response))
@@ -117,10 +131,26 @@ class RequestQueue:
             with self._lock:
                 self.service_time += SERVICE_TIME_WEIGHT * (held - self.service_time)
 
-    def _wait_for_slot(self, remaining: float) -> str | None:
-        """Queue for a slot, at most `remaining` seconds; None once one is held, else the reason
-        of the refusal."""
+    def _started_after(self, waited: float) -> None:
+        """A queued request started after `waited` seconds: the interval's shortest wait."""
         with self._lock:
+            self._interval_min_wait = min(self._interval_min_wait, waited)
+
+    def _roll_interval(self) -> None:
+        """At the end of an interval (under the lock): did the queue stand through it?"""
+        now = time.monotonic()
+        if now >= self._interval_ends:
+            self.standing = self._interval_min_wait > STANDING_QUEUE_TARGET
+            self._interval_min_wait = float("inf") if self.waiting else 0.0
+            self._interval_ends = now + self.deadline
+
+    def _wait_for_slot(self, remaining: float) -> str | None:
+        """Queue for a slot, at most `remaining` seconds (the target only, while the queue
+        stands); None once one is held, else the reason of the refusal."""
+        with self._lock:
+            self._roll_interval()
+            if self.standing:
+                remaining = min(remaining, STANDING_QUEUE_TARGET)
             if self.waiting >= self.max_queue:
                 return "queue_full"
             expected = (self.waiting + 1) * self.service_time / self.slots
