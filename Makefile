@@ -70,7 +70,7 @@ alerts-test:  ## promtool: check the alert rules and run their unit tests (helm/
 
 .PHONY: alerts-test
 
-bench: venv up  ## benchmarks (~22 min; quiet machine!): table, report.md, plots in benchmarks/results/<time>/
+bench: venv up  ## benchmarks (~30 min; quiet machine!): table, report.md, plots in benchmarks/results/<time>/
 	@set -a && source .state/env && set +a && $(VENV)/python -m benchmarks $(BENCH_ARGS)
 
 bench-smoke: venv up  ## the benchmark harness end to end in ~1 min (tiny sizes, figures meaningless)
