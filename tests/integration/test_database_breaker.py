@@ -9,9 +9,6 @@ from 64 threads against the dev PostgreSQL with a pool of 8, each holding its co
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 import threading
 import time
 import uuid
@@ -25,12 +22,12 @@ import psycopg
 import pytest
 import requests
 from support_databases import fresh_database
+from support_servers import running_function
 
 from boxoffice import errors
 from boxoffice.adapters import postgres
 from boxoffice.adapters.postgres import Database
 from boxoffice.adapters.resilience import Breaker
-from boxoffice.web import server as function_server
 
 pytestmark = pytest.mark.integration
 
@@ -41,49 +38,16 @@ BURST = 64
 POOL = 8
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
-
-
 @contextmanager
 def create_booking_server(tmp: Path, db_url: str, **env: str) -> Iterator[str]:
     """create_booking's own server process on `db_url`; yields its base URL once it is ready."""
-    port = _free_port()
-    log = tmp / f"create_booking-{port}.log"
     environment = {
-        **os.environ,
         "BOXOFFICE_DATABASE_URL": db_url,
         "BOXOFFICE_KAFKA_BOOTSTRAP_SERVERS": "",  # events stay in the outbox
         **env,
     }
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            function_server.command(str(ROOT / ".venv" / "bin" / "python"), port),
-            cwd=ROOT / "functions" / "create_booking",
-            env=environment,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, log.read_text(errors="replace")
-            try:
-                if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, log.read_text(errors="replace")
-            time.sleep(0.1)
-        yield url
-    finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(20)
+    with running_function("create_booking", tmp, environment) as fn:
+        yield fn.url
 
 
 def seed(db_url: str, capacity: int) -> uuid.UUID:

@@ -8,10 +8,7 @@ transaction locks the event row, so every booking of that event waits inside `bo
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -26,21 +23,13 @@ import psycopg
 import pytest
 import requests
 from support_databases import fresh_database
-
-from boxoffice.web import server as function_server
+from support_servers import running_function
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 ALICE_SUBJECT = "a11ce000-0000-4000-8000-000000000001"
 VENUE = uuid.UUID("7e0e0000-0000-4000-8000-0000000000dd")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
 
 
 @dataclass
@@ -75,42 +64,15 @@ def running_server(tmp: Path, **env: str) -> Iterator[Server]:
                    VALUES (%s, 'Alice', 'alice@example.test', '1 St', 'AB1', 'Town', 'GB')""",
                 (ALICE_SUBJECT,),
             )
-        port = _free_port()
-        log = tmp / f"server-{port}.log"
         environment = {
-            **os.environ,
             "BOXOFFICE_DATABASE_URL": db_url,
             "BOXOFFICE_MAX_TICKETS_PER_CUSTOMER_PER_EVENT": "100",
             "BOXOFFICE_KAFKA_BOOTSTRAP_SERVERS": "",  # events stay in the outbox
             "WORKERS": "1",
             **env,
         }
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                function_server.command(str(ROOT / ".venv" / "bin" / "python"), port),
-                cwd=ROOT / "functions" / "create_booking",
-                env=environment,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                assert proc.poll() is None, log.read_text(errors="replace")
-                try:
-                    if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
-                        break
-                except requests.ConnectionError:
-                    pass
-                assert time.monotonic() < deadline, log.read_text(errors="replace")
-                time.sleep(0.1)
-            yield Server(url, db_url, proc, log)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(20)
+        with running_function("create_booking", tmp, environment) as fn:
+            yield Server(fn.url, db_url, fn.process, fn.log)
 
 
 def make_event(db_url: str) -> uuid.UUID:
