@@ -31,13 +31,17 @@ fmt: venv  ## format the code
 	$(VENV)/ruff check --fix .
 	$(VENV)/ruff format .
 
-test: lint up browser-deps  ## run every test (unit, integration, e2e, browser), then check the dev database's invariants
+test: lint up browser-deps bench-deps  ## run every test (unit, integration, e2e, browser), then check the dev database's invariants
 	@set -a && source .state/env && set +a && $(VENV)/pytest $(PYTEST_ARGS)
 	@$(STACK) verify
 
 browser-deps:  ## what the browser tests need: Debian's chromium and fonts, the storefront's npm packages
 	@bash -c 'source stack/lib.sh && bx_apt_install chromium fonts-dejavu-core'
 	@storefront/vendor.sh --install
+
+bench-deps: venv  ## the load generators the benchmarks use: vegeta (go install) and oha (cargo install; OpenSSL headers from Debian), built once into the project cache
+	@bash -c 'source stack/lib.sh && bx_apt_install libssl-dev pkg-config'
+	@$(VENV)/python -c 'from benchmarks.env import ensure_oha, ensure_vegeta; ensure_vegeta(); ensure_oha()'
 
 browser: venv up browser-deps  ## the storefront's browser tests alone (tests/browser; screenshots in artifacts/browser)
 	@set -a && source .state/env && set +a && $(VENV)/pytest tests/browser $(PYTEST_ARGS)
@@ -52,7 +56,7 @@ lock:  ## re-resolve requirements/*.lock (hashes) from pyproject.toml
 	.cache/uv-venv/bin/uv pip compile pyproject.toml --generate-hashes \
 	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 -q -o requirements/runtime.lock
 
-.PHONY: help up down status verify venv lint fmt test unit lock browser-deps browser
+.PHONY: help up down status verify venv lint fmt test unit lock browser-deps browser bench-deps
 
 deploy-check: venv  ## offline deploy checks: helm lint, kubeconform -strict, invariants, image entrypoint
 	@bash deploy/tools.sh >/dev/null
@@ -70,10 +74,10 @@ alerts-test:  ## promtool: check the alert rules and run their unit tests (helm/
 
 .PHONY: alerts-test
 
-bench: venv up  ## benchmarks (~30 min; quiet machine!): table, report.md, plots in benchmarks/results/<time>/
+bench: venv up bench-deps  ## benchmarks (~30 min; quiet machine!): table, report.md, plots in benchmarks/results/<time>/
 	@set -a && source .state/env && set +a && $(VENV)/python -m benchmarks $(BENCH_ARGS)
 
-bench-smoke: venv up  ## the benchmark harness end to end in ~1 min (tiny sizes, figures meaningless)
+bench-smoke: venv up bench-deps  ## the benchmark harness end to end in ~1 min (tiny sizes, figures meaningless)
 	@set -a && source .state/env && set +a && $(VENV)/python -m benchmarks --smoke $(BENCH_ARGS)
 
 .PHONY: bench bench-smoke
