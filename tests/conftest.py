@@ -13,10 +13,17 @@ from typing import Any
 import psycopg
 import pytest
 import requests
+from hypothesis import settings
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Property-based tests are reproducible: the same examples on every run and machine (profile
+# `ci`, the default). HYPOTHESIS_PROFILE=explore draws fresh ones, to look for new failures.
+settings.register_profile("ci", derandomize=True, deadline=None, database=None)
+settings.register_profile("explore", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # Dev-only passwords from stack/keycloak/realm-boxoffice.json (documented in the README).
 DEMO_USERS = {

@@ -5,12 +5,15 @@ from __future__ import annotations
 import io
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from typing import Any
 
 import flask
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from boxoffice import errors
 from boxoffice.web import validation as v
@@ -246,3 +249,147 @@ def test_body_datetime_accepts_rfc3339_with_offset(raw: str) -> None:
     parsed = v.body_datetime(raw, "startsAt")
     assert parsed.utcoffset() is not None
     assert parsed.timestamp() == v.body_datetime("2030-01-31T20:00:00Z", "x").timestamp()
+
+
+# -- strict JSON: integers are JSON integers (issue 20: `"ticketCount": 2.0` reached PostgreSQL
+# as double precision and answered 500) ---------------------------------------------------------
+
+BOOKING: dict[str, Any] = {"eventId": str(uuid.UUID(int=1)), "ticketCount": 2}
+
+
+def booking(count_literal: str) -> str:
+    return json.dumps({**BOOKING, "ticketCount": "COUNT"}).replace('"COUNT"', count_literal)
+
+
+def queue(members: str) -> str:
+    return '{"opensAt": "2030-01-31T20:00:00Z", ' + members + "}"
+
+
+@pytest.mark.parametrize(
+    "literal", ["2.0", "2e0", "2E0", "20e-1", "2.00000", "-0.0", "1e400", '"2"', "true", "null"]
+)
+def test_an_integer_field_refuses_anything_but_a_json_integer_naming_the_field(
+    literal: str,
+) -> None:
+    with pytest.raises(errors.ValidationFailed) as caught:
+        post(booking(literal), schema="BookingInput")
+    assert caught.value.status == 422
+    assert fields(caught.value) == ["ticketCount"]
+
+
+def test_an_integer_field_accepts_a_json_integer_as_an_int() -> None:
+    body = post(booking("2"), schema="BookingInput")
+    assert body["ticketCount"] == 2
+    assert type(body["ticketCount"]) is int
+
+
+def test_an_integer_field_refuses_a_boolean_although_python_counts_it_as_an_int() -> None:
+    with pytest.raises(errors.ValidationFailed) as caught:
+        v.validate("BookingInput", {**BOOKING, "ticketCount": True})
+    assert fields(caught.value) == ["ticketCount"]
+
+
+@pytest.mark.parametrize("literal", ["1000001", str(2**31), str(2**63), "1" + "0" * 300])
+def test_an_integer_above_the_schema_maximum_is_422_never_passed_on(literal: str) -> None:
+    with pytest.raises(errors.ValidationFailed) as caught:
+        post(booking(literal), schema="BookingInput")
+    assert fields(caught.value) == ["ticketCount"]
+
+
+def test_an_integer_too_long_to_read_is_400_malformed_json() -> None:
+    with pytest.raises(errors.MalformedJson):
+        post(booking("9" * 5000), schema="BookingInput")
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_not_json_and_are_400_malformed_json(literal: str) -> None:
+    with pytest.raises(errors.MalformedJson) as caught:
+        post(booking(literal), schema="BookingInput")
+    assert literal in caught.value.detail
+
+
+def test_a_duplicate_member_name_is_400_malformed_json_naming_it() -> None:
+    raw = booking("1").replace('"ticketCount"', '"ticketCount": 2, "ticketCount"')
+    with pytest.raises(errors.MalformedJson) as caught:
+        post(raw, schema="BookingInput")
+    assert "ticketCount" in caught.value.detail
+
+
+def test_a_duplicate_member_name_in_a_nested_object_is_400() -> None:
+    raw = json.dumps(CUSTOMER).replace('"city": "Town"', '"city": "Town", "city": "Other"')
+    with pytest.raises(errors.MalformedJson):
+        post(raw, schema="CustomerInput")
+
+
+def test_a_number_field_reads_fractions_exactly_as_decimals() -> None:
+    raw = queue('"admissionRate": 0.1, "expectedTicketsPerBuyer": 2.5')
+    body = post(raw, schema="QueueInput")
+    assert body["admissionRate"] == Decimal("0.1")
+    assert body["expectedTicketsPerBuyer"] == Decimal("2.5")
+
+
+@pytest.mark.parametrize("literal", ["0.009", "0", "-1", "10000.01", "1e400", "true", '"1"'])
+def test_an_admission_rate_outside_what_the_database_keeps_is_422(literal: str) -> None:
+    """numeric(8, 2), > 0: 0.001 was rounded to 0.00 by PostgreSQL and failed its CHECK (500)."""
+    raw = queue(f'"admissionRate": {literal}')
+    with pytest.raises(errors.ValidationFailed) as caught:
+        post(raw, schema="QueueInput")
+    assert fields(caught.value) == ["admissionRate"]
+
+
+def test_parse_json_reads_integers_as_ints_and_other_numbers_as_decimals() -> None:
+    assert v.parse_json(b"[1, -0, 1.5, 1e2, 10000000000000000000001]") == [
+        1,
+        0,
+        Decimal("1.5"),
+        Decimal("100"),
+        10**22 + 1,
+    ]
+    assert [type(x) for x in v.parse_json("[1, 1.0]")] == [int, Decimal]
+
+
+def outcome(parse: Callable[[], dict[str, Any]]) -> int:
+    """200 for a body that parses to an object, else the status of the problem raised (any
+    other exception propagates: the function would answer it 500)."""
+    try:
+        body = parse()
+    except errors.BoxofficeError as exc:
+        return exc.status
+    assert isinstance(body, dict)
+    return 200
+
+
+# Any JSON value at all, as the body of each operation's schema: either a valid body or a 4xx
+# problem, never another exception (which the function would answer as a 500).
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@pytest.mark.parametrize(
+    "schema",
+    ["BookingInput", "VenueInput", "EventInput", "CustomerInput", "QueueInput",
+     "CheckInInput", "CheckInBatchInput"],
+)  # fmt: skip
+@given(document=json_values)
+def test_any_json_body_is_either_valid_or_a_4xx_problem(schema: str, document: Any) -> None:
+    status = outcome(lambda: post(json.dumps(document), schema=schema))
+    assert status == 200 or 400 <= status < 500
+
+
+@given(raw=st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
+def test_any_bytes_are_either_a_valid_body_or_a_4xx_problem(raw: bytes) -> None:
+    status = outcome(lambda: post(raw, schema="BookingInput"))
+    assert status == 200 or 400 <= status < 500
+
+
+@given(count=st.floats(allow_nan=False, allow_infinity=False).filter(float.is_integer))
+def test_no_integral_float_literal_is_ever_an_integer(count: float) -> None:
+    with pytest.raises(errors.ValidationFailed):
+        post(booking(repr(count)), schema="BookingInput")

@@ -1,5 +1,11 @@
 """Request parsing and validation. Body schemas come from the OpenAPI spec (the single source of
-truth), compiled once per process with fastjsonschema on first use."""
+truth), compiled once per process with fastjsonschema on first use.
+
+Bodies are read strictly (`parse_json`): a number with a fraction or an exponent (`2.0`, `2e0`)
+is a `Decimal`, never an `int`, so `type: integer` accepts JSON integers only (the schema
+validator counts `2.0` as an integer, and PostgreSQL would then see a `double precision`);
+`NaN`, `Infinity`, numbers that overflow and duplicate member names are not JSON and refused
+as `malformed-json`."""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from importlib import resources
 from typing import Any
 
@@ -113,6 +120,36 @@ def body_datetime(value: str, field: str) -> datetime:
     return parsed
 
 
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    members = dict(pairs)
+    if len(members) != len(pairs):
+        names = [name for name, _ in pairs]
+        duplicate = next(name for i, name in enumerate(names) if name in names[:i])
+        raise ValueError(f"duplicate member name {duplicate!r}")
+    return members
+
+
+def parse_json(raw: bytes | str) -> Any:
+    """A JSON document read strictly: integers as `int`, other numbers as `Decimal` (exact, and
+    never an integer to the schema), no `NaN`/`Infinity`, no duplicate member names.
+    Raises `MalformedJson`."""
+    try:
+        return json.loads(
+            raw,
+            parse_float=Decimal,
+            parse_constant=_no_constants,
+            object_pairs_hook=_unique_members,
+        )
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise errors.MalformedJson(f"request body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:  # valid JSON, but nested deeper than the parser recurses
+        raise errors.MalformedJson("request body is nested too deeply") from exc
+
+
 def json_body(
     request: Request, schema_name: str, max_bytes: int = MAX_BODY_BYTES
 ) -> dict[str, Any]:
@@ -125,13 +162,7 @@ def json_body(
     raw = request.get_data(cache=True)
     if len(raw) > max_bytes:
         raise errors.PayloadTooLarge(f"request body is larger than {max_bytes} bytes")
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise errors.MalformedJson(f"request body is not valid JSON: {exc}") from exc
-    except RecursionError as exc:  # valid JSON, but nested deeper than the parser recurses
-        raise errors.MalformedJson("request body is nested too deeply") from exc
-    return validate(schema_name, data)
+    return validate(schema_name, parse_json(raw))
 
 
 def parse_uuid(value: str, name: str) -> uuid.UUID:
