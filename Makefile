@@ -32,7 +32,7 @@ fmt: venv  ## format the code
 	$(VENV)/ruff format .
 
 test: lint up browser-deps bench-deps  ## run every test (unit, integration, e2e, browser), then check the dev database's invariants
-	@set -a && source .state/env && set +a && $(VENV)/pytest $(PYTEST_ARGS)
+	@set -a && source .state/env && set +a && $(VENV)/pytest --floors tests/floors.toml $(PYTEST_ARGS)
 	@$(STACK) verify
 
 browser-deps:  ## what the browser tests need: Debian's chromium and fonts, the storefront's npm packages
@@ -47,7 +47,7 @@ browser: venv up browser-deps  ## the storefront's browser tests alone (tests/br
 	@set -a && source .state/env && set +a && $(VENV)/pytest tests/browser $(PYTEST_ARGS)
 
 unit: venv  ## fast unit tests only (no servers)
-	$(VENV)/pytest tests/unit -q
+	$(VENV)/pytest tests/unit -q --floors tests/floors.toml
 
 lock:  ## re-resolve requirements/*.lock (hashes) from pyproject.toml
 	python3 -m venv .cache/uv-venv && .cache/uv-venv/bin/pip install -q uv

@@ -19,6 +19,10 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# tests/floors.py: `--floors tests/floors.toml` (make test) fails a run in which a group of tests
+# passed fewer than its floor; pytester runs pytest inside a test (the floors' own test).
+pytest_plugins = ["floors", "pytester"]
+
 # Property-based tests are reproducible: the same examples on every run and machine (profile
 # `ci`, the default). HYPOTHESIS_PROFILE=explore draws fresh ones, to look for new failures.
 settings.register_profile("ci", derandomize=True, deadline=None, database=None)
