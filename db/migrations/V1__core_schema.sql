@@ -44,46 +44,10 @@ CREATE TABLE event_inventory (
     CONSTRAINT inventory_sold_within_capacity CHECK (sold >= 0 AND sold <= capacity)
 ) WITH (fillfactor = 70);  -- room for HOT updates of the hot rows
 
--- The shards of an event must add up to the event's capacity at commit time.
-CREATE FUNCTION check_inventory_matches_capacity() RETURNS trigger
-LANGUAGE plpgsql AS $$
-DECLARE
-    ev uuid;
-    total integer;
-    shards integer;
-    expected integer;
-BEGIN
-    IF TG_TABLE_NAME = 'event' THEN
-        ev := NEW.id;
-    ELSIF TG_OP = 'DELETE' THEN
-        ev := OLD.event_id;
-    ELSE
-        ev := NEW.event_id;
-    END IF;
-    SELECT capacity INTO expected FROM event WHERE id = ev;
-    IF expected IS NULL THEN
-        RETURN NULL;  -- event deleted
-    END IF;
-    SELECT COALESCE(SUM(capacity), 0), COUNT(*) INTO total, shards
-      FROM event_inventory WHERE event_id = ev;
-    IF total <> expected THEN
-        RAISE EXCEPTION 'inventory of event % holds % seats over % shards, event capacity is %',
-            ev, total, shards, expected
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'inventory_matches_capacity';
-    END IF;
-    RETURN NULL;
-END;
-$$;
-
-CREATE CONSTRAINT TRIGGER inventory_matches_capacity
-    AFTER INSERT OR UPDATE OF capacity OR DELETE ON event_inventory
-    DEFERRABLE INITIALLY DEFERRED
-    FOR EACH ROW EXECUTE FUNCTION check_inventory_matches_capacity();
-
-CREATE CONSTRAINT TRIGGER event_capacity_matches_inventory
-    AFTER INSERT OR UPDATE OF capacity ON event
-    DEFERRABLE INITIALLY DEFERRED
-    FOR EACH ROW EXECUTE FUNCTION check_inventory_matches_capacity();
+-- The shards of an event must add up to the event's capacity at commit time: the deferred
+-- constraint triggers inventory_matches_capacity and event_capacity_matches_inventory and their
+-- function check_inventory_matches_capacity() are in R__inventory.sql (every function has one
+-- home, a repeatable migration: docs/adr/0010-booking-rules-in-sql.md).
 
 CREATE TABLE customer (
     id           uuid PRIMARY KEY DEFAULT gen_random_uuid(),
