@@ -1,5 +1,5 @@
 """The booking rules where they live: the PL/pgSQL functions of
-db/migrations/V3__booking_in_one_round_trip.sql, through the booking service and the real
+db/migrations/R__booking.sql, through the booking service and the real
 PostgreSQL booking store, on a database of this module's own (so that "nothing written" can be
 checked against the whole database, and refusals never touch the dev data).
 

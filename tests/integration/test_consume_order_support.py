@@ -137,7 +137,7 @@ class Delivery:
 
 def booking_event_data(booking: Booking) -> dict[str, Any]:
     """The CloudEvent data of a booking event, as the outbox writes it (`booking_event_data` in
-    db/migrations/V3__booking_in_one_round_trip.sql; test_booking_rules.py checks that one)."""
+    db/migrations/R__booking.sql; test_booking_rules.py checks that one)."""
     return {
         "bookingId": str(booking.id),
         "eventId": str(booking.event_id),

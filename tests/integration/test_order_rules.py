@@ -1,5 +1,5 @@
 """The order-processing rules where they live: `apply_booking_event` of
-db/migrations/V4__order_processing_in_one_round_trip.sql, through the order service and the real
+db/migrations/R__orders.sql, through the order service and the real
 PostgreSQL order store, on a database of this module's own. What needs the HTTP entrypoint,
 Kafka or a crash is in test_consume_order*.py."""
 

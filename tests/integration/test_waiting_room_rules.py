@@ -1,5 +1,5 @@
 """The waiting room's rules where they live: the PL/pgSQL functions of
-db/migrations/V8__waiting_room.sql, through the waiting-room service and the real PostgreSQL
+db/migrations/R__waiting_room.sql, through the waiting-room service and the real PostgreSQL
 stores, on a database of this module's own (so that "nothing written" can be checked, and the
 clock of a line can be moved by hand: `opens_at`, `ticked_at` and `expires_at` are set directly,
 which is how these tests make time pass without waiting for it).

@@ -201,7 +201,7 @@ class Database:
         """A pooled connection in autocommit mode: every statement is its own transaction.
 
         The purchase path's use cases are each one statement (a PL/pgSQL function call, see
-        db/migrations/V3__booking_in_one_round_trip.sql), so one round trip: no BEGIN, no COMMIT.
+        db/migrations/R__booking.sql), so one round trip: no BEGIN, no COMMIT.
         Connection-level trouble becomes `ServiceUnavailable` (503 + Retry-After); every
         connection busy with this process's other calls becomes `Overloaded` (503 + Retry-After)
         and does not count against the breaker."""

@@ -1,10 +1,9 @@
 """PostgreSQL booking store: each use case of create_booking is one statement, one round trip.
 
-`book` and `cancel` call the PL/pgSQL functions of db/migrations/V3__booking_in_one_round_trip.sql
-(current definitions of the booking rules in R__booking_rules.sql) on an autocommit connection, so
-each call is its own transaction: committed when the function returns, rolled back entirely when
-it refuses. A refusal arrives as SQLSTATE P0001 with the
-problem slug as its message and is raised here as the matching `BoxofficeError`; so does the end
+`book` and `cancel` call the PL/pgSQL functions of db/migrations/R__booking.sql (their only
+definitions) on an autocommit connection, so each call is its own transaction: committed when the
+function returns, rolled back entirely when it refuses. A refusal arrives as SQLSTATE P0001 with
+the problem slug as its message and is raised here as the matching `BoxofficeError`; so does the end
 of the wait for an Idempotency-Key still in flight (lock_not_available raised by
 `claim_idempotency_key`). Reads fetch a booking with its order and tickets in one statement.
 """
@@ -132,7 +131,7 @@ def _view(row: tuple[Any, ...]) -> BookingView:
 
 def key_in_use(exc: psycopg.errors.LockNotAvailable) -> errors.BoxofficeError:
     """The end of the wait for an earlier request with the same Idempotency-Key (the key's
-    claim raises lock_not_available after `key_wait_ms`, R__booking_rules.sql). A lock wait that
+    claim raises lock_not_available after `key_wait_ms`, R__booking.sql). A lock wait that
     ran out anywhere else is not about the key: it stays a database error (503)."""
     if "claim_idempotency_key" not in (exc.diag.context or ""):
         raise exc

@@ -1,5 +1,5 @@
 """PostgreSQL repository of check-in (check_in): one call of `check_in_ticket` per scan, which
-verifies, guards and records it in one round trip (db/migrations/V6__check_in.sql)."""
+verifies, guards and records it in one round trip (db/migrations/R__check_in.sql)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 tickets, the log of consumed events) in one round trip, and ticket documents waiting for S3
 (docs/adr/0007-order-processing.md).
 
-`apply_booking_event` (db/migrations/V4__order_processing_in_one_round_trip.sql) takes the
+`apply_booking_event` (db/migrations/R__orders.sql) takes the
 booking row first (`FOR UPDATE`, as create_booking's cancellation does), then its order. One
 order per booking is the schema's `UNIQUE (booking_id)`.
 """

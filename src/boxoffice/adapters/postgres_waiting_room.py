@@ -1,6 +1,6 @@
-"""PostgreSQL waiting room: each use case one statement (db/migrations/V8__waiting_room.sql).
+"""PostgreSQL waiting room: each use case one statement (db/migrations/R__waiting_room.sql).
 
-Joining, configuring and the tick call the PL/pgSQL functions of V8 on an autocommit connection
+Joining, configuring and the tick call its PL/pgSQL functions on an autocommit connection
 (each call its own transaction); reading a place is one indexed read of the place with its line.
 Refusals arrive as SQLSTATE P0001 with the problem slug as message, as for bookings.
 """

@@ -2,9 +2,10 @@
 
 The booking rules themselves (seat reservation over inventory shards, the per-customer limit,
 idempotency claims, the outbox event) run inside PostgreSQL, one function per rule, so that a
-booking is one round trip: db/migrations/V3__booking_in_one_round_trip.sql, tested in
-tests/integration/test_booking_rules_sql.py (docs/adr/0010-booking-rules-in-sql.md). Why the
-inventory is sharded is docs/adr/0002-hot-event-inventory.md, how retries are made safe is
+booking is one round trip: db/migrations/R__booking.sql, tested in
+tests/integration/test_booking_rules.py; tests/integration/test_sql_contract.py keeps its refusal
+slugs, states and event types equal to the ones here (docs/adr/0010-booking-rules-in-sql.md). Why
+the inventory is sharded is docs/adr/0002-hot-event-inventory.md, how retries are made safe is
 docs/adr/0004-idempotency.md.
 """
 

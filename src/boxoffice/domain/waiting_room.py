@@ -3,7 +3,7 @@
 An event in queue mode sells only to buyers the waiting room has admitted
 (docs/adr/0014-waiting-room.md). The line's rules (places, the random draw of the pre-queue,
 the serving counter, the capacity bound, the admission check of a booking) run in PostgreSQL:
-db/migrations/V8__waiting_room.sql. What is here: the shapes the API shows, the state of a
+db/migrations/R__waiting_room.sql. What is here: the shapes the API shows, the state of a
 customer's place, the honest wait estimate, when to ask again (`Retry-After`), and the
 "automatic" admission rate.
 """

@@ -1,7 +1,7 @@
 """Order processing: booking CloudEvents in, orders and tickets out (consume_order).
 
 `handle_booking_event` is one database transaction per event, one round trip
-(`apply_booking_event`, db/migrations/V4__order_processing_in_one_round_trip.sql): lock the
+(`apply_booking_event`, db/migrations/R__orders.sql): lock the
 booking, skip an event already consumed, then confirm (order + tickets + booking CONFIRMED) or
 cancel (order + tickets CANCELLED), record the event and its outcome. A redelivery changes
 nothing and still succeeds. The order's ticket document (a PDF, one page per ticket with its QR

@@ -1,6 +1,6 @@
 """Waiting-room use cases: queue mode (operators), joining and waiting (buyers), the tick.
 
-Each is one statement of the waiting-room store (db/migrations/V8__waiting_room.sql). A waiting
+Each is one statement of the waiting-room store (db/migrations/R__waiting_room.sql). A waiting
 buyer's poll is one indexed read (`my_place`); the public status of a line (`line_status`) is
 served from a per-process cache for a second, and the front door caches it too, so thousands of
 buyers polling cost about one read per second per line (docs/adr/0014-waiting-room.md).
