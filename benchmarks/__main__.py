@@ -13,7 +13,9 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from benchmarks import burst, overload, report, runtime, scenarios, summary, waiting_room
+from benchmarks import report, summary
+from benchmarks.bench import Bench, Profile
+from benchmarks.booking_to_confirmed import ConfirmPipeline, confirm_unavailable
 from benchmarks.env import (
     ROOT,
     VENV_BIN,
@@ -25,25 +27,9 @@ from benchmarks.env import (
 )
 from benchmarks.fixtures import BenchDatabase, Keycloak, TokenPool
 from benchmarks.load import generator_runs
-from benchmarks.scenarios import Bench, Profile
+from benchmarks.profiling import profile_spread
+from benchmarks.scenarios import ALL, OPTIONAL, SCENARIOS
 from benchmarks.servers import FunctionProcess, free_port
-
-ALL = [
-    "catalogue",
-    "catalogue_cached",
-    "floor",
-    "spread",
-    "hot",
-    "profile",
-    "flash_sale",
-    "overload",
-    "burst",
-    "booking_to_confirmed",
-    "cold_start",
-    "token",
-]
-# Run only when named (`--scenarios waiting_room`), and by the smoke run.
-OPTIONAL = ["waiting_room", "runtime"]
 
 
 def _rates(text: str) -> list[int]:
@@ -210,8 +196,8 @@ def main(argv: list[str]) -> int:  # noqa: PLR0912, PLR0915 - the run, start to 
                 f"oha unavailable ({oha_missing}): vegeta sent the high-rate reads too, so those "
                 "steps are likely client-limited"
             )
-        if "booking_to_confirmed" in wanted and scenarios.confirm_unavailable(bench) is None:
-            bench.confirm = scenarios.ConfirmPipeline.start(bench)  # joins its group meanwhile
+        if "booking_to_confirmed" in wanted and confirm_unavailable(bench) is None:
+            bench.confirm = ConfirmPipeline.start(bench)  # joins its group meanwhile
 
         results: dict[str, Any] = {
             "started_at": started,
@@ -284,10 +270,8 @@ def _scenario(name: str, bench: Bench, results: dict[str, Any]) -> Any:
     if name == "profile":
         rate = _profile_rate(results)
         duration = min(20.0, max(5.0, p.duration_s))
-        return scenarios.profile_spread(bench, rate, duration, VENV_BIN / "py-spy")
-    module = {"waiting_room": waiting_room, "runtime": runtime, "burst": burst}.get(name)
-    module = module or (overload if hasattr(overload, name) else scenarios)
-    return getattr(module, name)(bench)
+        return profile_spread(bench, rate, duration, VENV_BIN / "py-spy")
+    return SCENARIOS[name](bench)
 
 
 def _profile_rate(results: dict[str, Any]) -> int:

@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import requests
 
-from benchmarks.report import Row, fmt, verdict
+from benchmarks.table import Row, fmt, verdict
 
 if TYPE_CHECKING:
-    from benchmarks.scenarios import Bench
+    from benchmarks.bench import Bench
 
 BUYERS = 256
 CAPACITY = 2500

@@ -53,7 +53,7 @@ class BenchDatabase:
     @classmethod
     def create(cls, shared_url: str, migrate: str) -> BenchDatabase:
         """A new database `bx_bench_<time>`, migrated with Flyway (`stack/boxo migrate`) or, for
-        the smoke run, by executing the same migration files directly (no JVM start)."""
+        hand runs (`--migrate sql`), by executing the same migration files directly (no JVM)."""
         name = f"bx_bench_{time.strftime('%Y%m%d%H%M%S')}_{uuid.uuid4().hex[:6]}"
         with psycopg.connect(shared_url, autocommit=True) as admin:
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))

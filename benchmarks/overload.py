@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 import requests
 
+from benchmarks.bench import Bench, aggregate
 from benchmarks.env import ROOT
 from benchmarks.load import Attack, Target, attack, write_targets
-from benchmarks.report import Row, fmt, generator_text, minmax, verdict
-from benchmarks.scenarios import Bench, aggregate
 from benchmarks.servers import FunctionProcess, frontdoor
+from benchmarks.table import Row, fmt, generator_text, minmax, verdict
 
 # A steady run at one event should never sell it out: this many seats over `hot_shards` rows.
 HOT_STEADY_CAPACITY = 50_000_000

@@ -13,37 +13,9 @@ mpl.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from benchmarks import burst, overload, runtime, waiting_room
 from benchmarks.load import CLIENT_LIMIT_SHARE, Attack, generator_runs
-
-Row = tuple[str, str, str, str, str, str]  # scenario, figure, median, min-max, target, verdict
-
-
-def fmt(x: float, unit: str = "", digits: int = 0) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "-"
-    return f"{x:,.{digits}f}{unit}"
-
-
-def minmax(d: dict[str, float], unit: str = "", digits: int = 0) -> tuple[str, str]:
-    return fmt(
-        d["median"], unit, digits
-    ), f"{fmt(d['min'], '', digits)}-{fmt(d['max'], unit, digits)}"
-
-
-def verdict(ok: bool, smoke: bool, client_limited: bool = False) -> str:
-    """met / NOT met; `client_limited`: the load generator used more than half a core in the
-    step in question, so the figure is no clean evidence of the system's limit."""
-    if smoke:
-        return "n/a (smoke)" + (" client-limited" if client_limited else "")
-    return ("met" if ok else "NOT met") + (" (client-limited)" if client_limited else "")
-
-
-def generator_text(step: dict[str, Any]) -> str:
-    """`oha 12 % of a core, 0.021 ms/request` of an aggregated step."""
-    share = step["generator_cpu_share"]["median"]
-    per = step.get("generator_cpu_ms_per_request", {}).get("median", float("nan"))
-    name = step.get("generator", "vegeta")
-    return f"{name} {100 * share:.0f} % of a core, {fmt(per, '', 3)} ms/req"
+from benchmarks.table import Row, fmt, generator_text, minmax, verdict
 
 
 def generator_rows(scenarios: dict[str, Any]) -> list[Row]:
@@ -404,21 +376,13 @@ def rows(results: dict[str, Any]) -> list[Row]:  # noqa: PLR0912, PLR0915 - one 
                     "",
                 )
             )
-    from benchmarks.overload import report_rows as overload_rows  # noqa: PLC0415 - cycle
-
-    out += overload_rows(s, smoke)
+    out += overload.report_rows(s, smoke)
     if "waiting_room" in s:
-        from benchmarks.waiting_room import report_rows  # noqa: PLC0415 - optional scenario
-
-        out += report_rows(s["waiting_room"], smoke)
+        out += waiting_room.report_rows(s["waiting_room"], smoke)
     if "burst" in s:
-        from benchmarks.burst import report_rows as burst_rows  # noqa: PLC0415 - import cycle
-
-        out += burst_rows(s["burst"], smoke)
+        out += burst.report_rows(s["burst"], smoke)
     if "runtime" in s:
-        from benchmarks.runtime import report_rows as runtime_rows  # noqa: PLC0415 - optional
-
-        out += runtime_rows(s["runtime"], smoke)
+        out += runtime.report_rows(s["runtime"], smoke)
     out += generator_rows(s)
     return out
 

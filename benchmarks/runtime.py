@@ -22,8 +22,8 @@ from typing import Any
 
 from benchmarks.env import ROOT, VENV_BIN
 from benchmarks.load import Target, write_targets
-from benchmarks.report import Row, fmt
 from benchmarks.servers import FunctionProcess, ManagedProcess, free_port, start_process, wait_http
+from benchmarks.table import Row, fmt
 
 FLOOR = ROOT / "benchmarks" / "floor"
 WORKERS = 2

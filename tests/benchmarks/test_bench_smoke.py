@@ -14,12 +14,29 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
+# Every scenario of benchmarks/scenarios.py (ALL, OPTIONAL) but `profile` (py-spy: full runs only)
+SMOKE_SCENARIOS = {
+    "catalogue",
+    "catalogue_cached",
+    "floor",
+    "spread",
+    "hot",
+    "flash_sale",
+    "overload",
+    "burst",
+    "booking_to_confirmed",
+    "cold_start",
+    "token",
+    "waiting_room",
+    "runtime",
+}
 SUMMARY_KEYS = [
     "git",
     "spread_bookings_per_s",
@@ -43,6 +60,33 @@ SUMMARY_KEYS = [
     "burst_refused_ratio",
     "overload_refusal_p99_in_process_ms",
 ]
+
+
+def unavailable(found: Any, where: str = "scenarios") -> dict[str, str]:
+    """Every result (at any depth) that says `"available": false`, by where it is: its reason."""
+    out: dict[str, str] = {}
+    if isinstance(found, dict):
+        if found.get("available") is False:
+            out[where] = str(found.get("reason", "no reason given"))
+        for key, value in found.items():
+            out.update(unavailable(value, f"{where}.{key}"))
+    elif isinstance(found, list):
+        for i, value in enumerate(found):
+            out.update(unavailable(value, f"{where}[{i}]"))
+    return out
+
+
+def test_unavailable_finds_a_scenario_that_excused_itself_at_any_depth() -> None:
+    found = {
+        "catalogue": {"steps": [{"available": True}]},
+        "booking_to_confirmed": {"available": False, "reason": "Kafka is not running"},
+        "runtime": {"servers": [{"available": False}]},
+    }
+    assert unavailable(found) == {
+        "scenarios.booking_to_confirmed": "Kafka is not running",
+        "scenarios.runtime.servers[0]": "no reason given",
+    }
+    assert unavailable({"spread": {"available": True}}) == {}
 
 
 def test_bench_smoke_produces_table_report_plots_and_sells_exactly_capacity(
@@ -89,11 +133,15 @@ def test_bench_smoke_produces_table_report_plots_and_sells_exactly_capacity(
     assert s["cold_start"]["get_event"]["healthz_s"]["median"] > 0
     assert s["cold_start"]["get_event"]["worker_rss_mb"]["median"] > 0
     assert s["token"]["micro"]["verify_us"]["median"] > 0
+    # no scenario may excuse itself: a smoke run in which one reports itself unavailable (the
+    # stack lacks what it needs) checked nothing of it
+    assert unavailable(s) == {}
+    assert not results["failed"], results["failed"]
+    assert set(s) == SMOKE_SCENARIOS, sorted(s)
     confirm = s["booking_to_confirmed"]
-    if confirm["available"]:
-        assert sum(r["confirmed"] for r in confirm["per_run"]) > 0
-    else:
-        assert confirm["reason"]
+    assert confirm["available"] is True, confirm
+    assert sum(r["confirmed"] for r in confirm["per_run"]) > 0
+    assert all(r["unconfirmed_after_60s"] == 0 for r in confirm["per_run"]), confirm["per_run"]
 
     # the overload scenario: runs back to back, each sold exactly its capacity; its refusals
     # are counted and timed; the hot-event sweep and the cached catalogue produced steps
