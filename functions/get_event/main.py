@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import functions_framework
 from flask import Request, Response
@@ -19,6 +20,7 @@ from boxoffice.bootstrap import container, function_app
 from boxoffice.domain.catalogue import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
+    Event,
     EventQuery,
     Venue,
     decode_cursor,
@@ -33,6 +35,10 @@ from boxoffice.web.app import RequestContext, cacheable_json, json_response
 from boxoffice.web.render import event_json, venue_json
 
 app = function_app("get_event")
+
+
+def _event_json(event: Event) -> dict[str, Any]:
+    return event_json(event, container().settings.max_tickets_per_order)
 
 
 @app.route("/events", methods=["GET"])
@@ -54,7 +60,7 @@ def list_events(ctx: RequestContext) -> Response:
     page = catalogue.list_events(container().uow, query)
     metrics.EVENTS_SERVED.inc(len(page.items))
     next_cursor = encode_cursor(page.items[-1]) if page.has_more else None
-    body = {"items": [event_json(e) for e in page.items], "nextCursor": next_cursor}
+    body = {"items": [_event_json(e) for e in page.items], "nextCursor": next_cursor}
     return _public(ctx, body)
 
 
@@ -62,7 +68,7 @@ def list_events(ctx: RequestContext) -> Response:
 def get_event(ctx: RequestContext, event_id: str) -> Response:
     event = catalogue.get_event(container().uow, v.parse_uuid(event_id, "eventId"))
     metrics.EVENTS_SERVED.inc()
-    return _public(ctx, event_json(event))
+    return _public(ctx, _event_json(event))
 
 
 @app.route("/venues/<venue_id>", methods=["GET"])
@@ -106,21 +112,21 @@ def _draft(ctx: RequestContext) -> catalogue.EventDraft:
 @app.route("/events", methods=["POST"])
 def create_event(ctx: RequestContext) -> Response:
     event = catalogue.create_event(container().uow, _draft(ctx))
-    return json_response(event_json(event), 201, {"Location": f"/events/{event.id}"})
+    return json_response(_event_json(event), 201, {"Location": f"/events/{event.id}"})
 
 
 @app.route("/events/<event_id>", methods=["PUT"])
 def update_event(ctx: RequestContext, event_id: str) -> Response:
     draft = _draft(ctx)
     event = catalogue.update_event(container().uow, v.parse_uuid(event_id, "eventId"), draft)
-    return json_response(event_json(event))
+    return json_response(_event_json(event))
 
 
 @app.route("/events/<event_id>/cancel", methods=["POST"])
 def cancel_event(ctx: RequestContext, event_id: str) -> Response:
     ctx.principal(ADMIN_ROLE)
     event = catalogue.cancel_event(container().uow, v.parse_uuid(event_id, "eventId"))
-    return json_response(event_json(event))
+    return json_response(_event_json(event))
 
 
 def _public(ctx: RequestContext, body: object) -> Response:

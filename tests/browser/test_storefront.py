@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import psycopg
 import requests
 import zxingcpp
 from PIL import Image
@@ -369,6 +370,45 @@ def test_sold_out_shows_the_problems_title_and_detail(
     shot(watched, artifacts, "sold-out")
     _no_serious_violations(page, "sold out")
     assert api.bookings_for(registered_buyer, event_id) == []
+
+
+def test_the_booking_form_offers_the_apis_per_order_limit_not_a_number_of_its_own(
+    open_page: Any, storefront: str, api: Api, registered_buyer: Buyer
+) -> None:
+    event_id = api.new_event(capacity=50)
+    admin = api.token("olivia", "olivia-dev-password")
+    limit = api.call("GET", f"/events/{event_id}", admin).json()["maxTicketsPerOrder"]
+    page = open_page().page
+    _signed_in_on(page, storefront, f"/event/{event_id}", registered_buyer)
+    expect(page.locator("#ticket-count option")).to_have_count(min(limit, 50))
+
+    # The same real answer with another limit (as with BOXOFFICE_MAX_TICKETS_PER_ORDER=3): the
+    # form follows it.
+    def limit_of_three(route: Route) -> None:
+        answer = route.fetch()
+        route.fulfill(response=answer, json={**answer.json(), "maxTicketsPerOrder": 3})
+
+    page.route(re.compile(rf".*/events/{event_id}$"), limit_of_three)
+    page.reload()
+    expect(page.locator("#ticket-count option")).to_have_count(3)
+
+
+def test_a_started_event_shows_sales_ended_and_no_booking_form(
+    open_page: Any, storefront: str, api: Api
+) -> None:
+    # POST /bookings refuses a started event (event-not-on-sale): the page must not offer it.
+    event_id = api.new_event(capacity=5)
+    with psycopg.connect(os.environ["BOXOFFICE_DATABASE_URL"], autocommit=True) as conn:
+        conn.execute(
+            "UPDATE event SET starts_at = now() - interval '1 minute' WHERE id = %s", (event_id,)
+        )
+    admin = api.token("olivia", "olivia-dev-password")
+    assert api.call("GET", f"/events/{event_id}", admin).json()["status"] == "SALES_ENDED"
+    page = open_page().page
+    page.goto(f"{storefront}/event/{event_id}")
+    expect(page.locator("#availability")).to_have_text("Sales ended")
+    expect(page.locator("#event-action")).to_contain_text("Sales have ended")
+    expect(page.locator("#ticket-count")).to_have_count(0)
 
 
 def test_the_ticket_limit_shows_the_problems_title_and_detail(

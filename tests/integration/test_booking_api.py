@@ -457,6 +457,30 @@ def test_cancelled_and_started_events_are_not_on_sale(
         assert events.held("alice", event) == 0
 
 
+@pytest.mark.parametrize("sold_out", [False, True])
+def test_the_catalogue_shows_a_started_event_as_the_booking_treats_it(
+    api: Api,
+    events: Events,
+    event_client: FlaskClient,
+    assert_problem: Problem,
+    sold_out: bool,
+) -> None:
+    # One rule for "on sale" (domain/catalogue.py and book_tickets): sales end when the event
+    # starts, so the catalogue must not show a started event ON_SALE (the storefront would offer
+    # a booking form that ends in 409), sold out or not.
+    started = events.create(capacity=5, starts_at=datetime.now(UTC) - timedelta(minutes=1))
+    if sold_out:
+        events.set_sold(started, {0: 5})
+    upcoming = events.create(capacity=5, starts_at=datetime.now(UTC) + timedelta(hours=1))
+
+    shown = event_client.get(f"/events/{started}").get_json()
+    assert shown["status"] == "SALES_ENDED"
+    assert_problem(api.book(started, 1), 409, "event-not-on-sale")
+
+    assert event_client.get(f"/events/{upcoming}").get_json()["status"] == "ON_SALE"
+    assert api.book(upcoming, 1).status_code == 201
+
+
 def test_sold_out_is_409_stores_nothing_and_the_same_key_works_once_seats_return(
     api: Api, events: Events, assert_problem: Problem
 ) -> None:

@@ -9,6 +9,7 @@ persists between runs; the demo data is only read).
 from __future__ import annotations
 
 import json
+import os
 import random
 import uuid
 from collections.abc import Callable
@@ -149,7 +150,7 @@ def test_list_events_returns_upcoming_events_soonest_first_and_is_cacheable(
     assert keys == sorted(keys)
     assert all(_parse(e["startsAt"]) >= before - timedelta(seconds=5) for e in items)
     fields = {"id", "name", "description", "startsAt", "venue", "price", "capacity", "status"}
-    assert set(items[0]) == fields
+    assert set(items[0]) == fields | {"maxTicketsPerOrder"}
 
 
 def test_get_event_returns_the_event_with_its_venue_price_and_capacity(cat: Catalogue) -> None:
@@ -423,6 +424,10 @@ def test_admin_creates_an_event_on_sale_with_full_capacity(
     assert response.headers["Location"] == f"/events/{event['id']}"
     assert event["status"] == "ON_SALE"
     assert event["capacity"] == {"total": 150, "remaining": 150}
+    # The booking form's limit comes from here (storefront/public/assets/events.js).
+    assert event["maxTicketsPerOrder"] == int(
+        os.environ.get("BOXOFFICE_MAX_TICKETS_PER_ORDER", "10")
+    )
     assert event["price"] == {"amount": "25.50", "currency": "GBP"}
     assert _parse(event["startsAt"]) == when
     assert event["venue"] == {"id": venue["id"], "name": venue["name"], "city": venue["city"]}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from types import TracebackType
 
@@ -82,6 +82,7 @@ class FakeStore:
             capacity=capacity,
             remaining=capacity - sum(sold for _, sold in row.shards),
             cancelled=row.cancelled,
+            started=row.starts_at <= datetime.now(UTC),
         )
 
 

@@ -30,6 +30,7 @@ def event(
     starts_at: datetime = datetime(2030, 1, 1, 20, tzinfo=UTC),
     remaining: int = 10,
     cancelled: bool = False,
+    started: bool = False,
     event_id: uuid.UUID | None = None,
 ) -> Event:
     return Event(
@@ -42,6 +43,7 @@ def event(
         capacity=100,
         remaining=remaining,
         cancelled=cancelled,
+        started=started,
     )
 
 
@@ -150,6 +152,16 @@ def test_event_without_seats_left_is_sold_out(remaining: int) -> None:
 @pytest.mark.parametrize("remaining", [0, 10])
 def test_cancelled_event_is_cancelled_whatever_is_left(remaining: int) -> None:
     assert event(remaining=remaining, cancelled=True).availability is Availability.CANCELLED
+
+
+@given(st.integers(min_value=-5, max_value=50))
+def test_started_event_is_no_longer_on_sale_whatever_is_left(remaining: int) -> None:
+    # book_tickets refuses a started event (event-not-on-sale): the catalogue must not offer it.
+    assert event(remaining=remaining, started=True).availability is Availability.SALES_ENDED
+
+
+def test_a_cancelled_event_that_started_is_shown_cancelled() -> None:
+    assert event(started=True, cancelled=True).availability is Availability.CANCELLED
 
 
 # --- cursors ----------------------------------------------------------------------------------

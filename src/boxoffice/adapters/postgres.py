@@ -299,7 +299,7 @@ class PostgresUnitOfWork:
 _EVENT_COLUMNS = """
     e.id, e.name, e.description, e.starts_at, e.ticket_price, e.currency, e.capacity,
     e.status, e.capacity - COALESCE(i.sold, 0) AS remaining,
-    v.id, v.name, v.address, v.city, v.capacity
+    v.id, v.name, v.address, v.city, v.capacity, e.starts_at <= now() AS started
   FROM event e
   JOIN venue v ON v.id = e.venue_id
   LEFT JOIN LATERAL (SELECT SUM(sold)::int AS sold FROM event_inventory WHERE event_id = e.id) i
@@ -318,6 +318,7 @@ def _event(row: tuple[Any, ...]) -> Event:
         cancelled=row[7] == "CANCELLED",
         remaining=row[8],
         venue=Venue(row[9], row[10], row[11], row[12], row[13]),
+        started=row[14],
     )
 
 

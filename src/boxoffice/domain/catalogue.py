@@ -15,8 +15,13 @@ DEFAULT_PAGE_SIZE = 20
 
 
 class Availability(StrEnum):
+    """Whether an event sells tickets (the Event schema's `status`). One rule, here and in
+    `book_tickets` (db/migrations/R__booking.sql): an event is on sale while it is not cancelled,
+    has not started and has seats left; sales end when the event starts."""
+
     ON_SALE = "ON_SALE"
     SOLD_OUT = "SOLD_OUT"
+    SALES_ENDED = "SALES_ENDED"  # the event has started
     CANCELLED = "CANCELLED"
 
 
@@ -40,11 +45,17 @@ class Event:
     capacity: int
     remaining: int
     cancelled: bool
+    # Whether it has started, by the database's clock when it was read (`starts_at <= now()`, the
+    # comparison book_tickets makes), so that what is shown and what is sold agree.
+    started: bool
 
     @property
     def availability(self) -> Availability:
+        """In the order book_tickets refuses: cancelled, started, then seats."""
         if self.cancelled:
             return Availability.CANCELLED
+        if self.started:
+            return Availability.SALES_ENDED
         if self.remaining <= 0:
             return Availability.SOLD_OUT
         return Availability.ON_SALE

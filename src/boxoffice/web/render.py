@@ -22,7 +22,9 @@ def venue_json(venue: Venue) -> dict[str, Any]:
     }
 
 
-def event_json(event: Event) -> dict[str, Any]:
+def event_json(event: Event, max_tickets_per_order: int) -> dict[str, Any]:
+    """An event as the API shows it, with the most tickets one booking may have (the booking
+    form's limit: BOXOFFICE_MAX_TICKETS_PER_ORDER, enforced by POST /bookings)."""
     return {
         "id": str(event.id),
         "name": event.name,
@@ -32,6 +34,7 @@ def event_json(event: Event) -> dict[str, Any]:
         "price": event.price.to_json(),
         "capacity": {"total": event.capacity, "remaining": event.remaining},
         "status": event.availability.value,
+        "maxTicketsPerOrder": max_tickets_per_order,
     }
 
 

@@ -6,12 +6,19 @@ import { admissionFor, lineOf, myPlace } from "./line.js";
 import { eventPath, linePath, navigate, takeFlash } from "./router.js";
 import { announce, badge, fill, h, money, pageHeading, problemBox, times, when } from "./ui.js";
 
-const MAX_PER_ORDER = 10; // BOXOFFICE_MAX_TICKETS_PER_ORDER's default; the API has the last word
+// What the page says about an event is what the API says (its `status`: the rule POST /bookings
+// applies), and the booking form offers at most the API's `maxTicketsPerOrder` tickets.
+const CLOSED = {
+  CANCELLED: ["cancelled", "Cancelled", "This event is cancelled."],
+  SALES_ENDED: ["sales-ended", "Sales ended", "Sales have ended: this event has started."],
+  SOLD_OUT: ["sold-out", "Sold out", "This event is sold out."],
+};
 
 export function availability(event) {
   const { total, remaining } = event.capacity;
-  if (event.status === "CANCELLED") return badge("cancelled", "Cancelled");
-  if (event.status === "SOLD_OUT" || remaining === 0) return badge("sold-out", "Sold out");
+  const closed = CLOSED[event.status];
+  if (closed) return badge(closed[0], closed[1]);
+  if (remaining === 0) return badge("sold-out", "Sold out");
   if (remaining <= Math.max(5, total / 10)) return badge("few", `Only ${remaining} left`);
   return h("span", { class: "remaining" }, `${remaining.toLocaleString()} of ${total.toLocaleString()} left`);
 }
@@ -132,9 +139,10 @@ export async function eventPage(main, { id }) {
 function bookingForm(event, admission) {
   const remaining = event.capacity.remaining;
   if (event.status !== "ON_SALE" || remaining === 0) {
-    return h("p", { class: "notice" }, event.status === "CANCELLED" ? "This event is cancelled." : "This event is sold out.");
+    const closed = CLOSED[event.status] || CLOSED.SOLD_OUT;
+    return h("p", { class: "notice" }, closed[2]);
   }
-  const max = Math.min(MAX_PER_ORDER, remaining);
+  const max = Math.min(event.maxTicketsPerOrder, remaining);
   const count = h(
     "select",
     { id: "ticket-count", name: "ticketCount" },
