@@ -19,7 +19,13 @@ from flask import Request, Response
 from boxoffice import errors
 from boxoffice.bootstrap import container, function_app
 from boxoffice.domain.identity import ADMIN_ROLE, CUSTOMER_ROLE
-from boxoffice.domain.waiting_room import QueueSettings, line_retry_after
+from boxoffice.domain.waiting_room import (
+    DEFAULT_ADMISSION_SECONDS,
+    DEFAULT_RANDOMISE_EARLY,
+    DEFAULT_TICKETS_PER_BUYER,
+    QueueSettings,
+    line_retry_after,
+)
 from boxoffice.services import waiting_room
 from boxoffice.web import metrics
 from boxoffice.web import validation as v
@@ -44,9 +50,9 @@ def configure(ctx: RequestContext, event_id: str) -> Response:
     settings = QueueSettings(
         opens_at=v.body_datetime(b["opensAt"], "opensAt"),
         admission_rate=None if rate == "automatic" else Decimal(str(rate)),
-        admission_seconds=b.get("admissionSeconds", 600),
-        randomise_early=b.get("randomiseEarlyArrivals", True),
-        tickets_per_buyer=Decimal(str(b.get("expectedTicketsPerBuyer", 2))),
+        admission_seconds=b.get("admissionSeconds", DEFAULT_ADMISSION_SECONDS),
+        randomise_early=b.get("randomiseEarlyArrivals", DEFAULT_RANDOMISE_EARLY),
+        tickets_per_buyer=Decimal(str(b.get("expectedTicketsPerBuyer", DEFAULT_TICKETS_PER_BUYER))),
     )
     eid = v.parse_uuid(event_id, "eventId")
     line, created = waiting_room.configure(container().waiting_room, eid, settings)

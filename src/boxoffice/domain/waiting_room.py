@@ -19,6 +19,13 @@ from enum import StrEnum
 
 # Retry-After bounds for a waiting buyer: near the front, ask again every 2 s; far back, at most
 # every 30 s (a poll costs the server something: 100,000 buyers must not become the overload).
+# A line's settings when PUT /events/{id}/queue leaves them out: their one home. The OpenAPI
+# spec's `default`s (QueueInput) and the event_queue columns' DEFAULTs (V8) say the same, and
+# tests/integration/test_sql_contract.py fails when they do not.
+DEFAULT_ADMISSION_SECONDS = 600
+DEFAULT_RANDOMISE_EARLY = True
+DEFAULT_TICKETS_PER_BUYER = Decimal(2)
+
 MIN_RETRY_SECONDS = 2
 MAX_RETRY_SECONDS = 30
 # A waiting buyer asks again after this share of the estimated wait (at least MIN, at most MAX):
