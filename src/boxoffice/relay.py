@@ -9,6 +9,12 @@ claimed with SKIP LOCKED).
     python -m boxoffice.relay                 # run until stopped
     python -m boxoffice.relay --once          # drain the backlog once and exit (0: all sent)
     python -m boxoffice.relay --topic booking # only rows for these topics
+    python -m boxoffice.relay --dead-letters  # list dead-lettered rows (refused by Kafka for good)
+    python -m boxoffice.relay --redrive ID    # put a dead-lettered row back (repeatable)
+    python -m boxoffice.relay --redrive-all   # put every dead-lettered row back
+
+Publishing needs BOXOFFICE_KAFKA_BOOTSTRAP_SERVERS (exit 2 without it); listing and re-driving
+dead letters only need the database (the relays publish re-driven rows on their next sweep).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import argparse
 import logging
 import signal
 import sys
+import uuid
 from collections.abc import Sequence
 from types import FrameType
 
@@ -35,6 +42,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--topic", action="append", dest="topics", help="only this topic (repeatable)"
     )
     parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="rows per pass")
+    parser.add_argument("--dead-letters", action="store_true", help="list dead-lettered rows")
+    parser.add_argument(
+        "--redrive", action="append", type=uuid.UUID, metavar="ID", help="re-drive this row"
+    )
+    parser.add_argument("--redrive-all", action="store_true", help="re-drive every dead letter")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
@@ -44,19 +56,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BoxofficeError as exc:
         log.error("configuration: %s", exc.detail)
         return 2
-    relay = OutboxRelay(PostgresOutbox(container.database, args.topics), container.event_publisher)
+    store = PostgresOutbox(container.database, args.topics)
+    if args.dead_letters or args.redrive or args.redrive_all:
+        try:
+            return _dead_letters(store, args.redrive, args.redrive_all)
+        finally:
+            container.database.close()
+    try:
+        container.check_event_publishing()
+    except BoxofficeError as exc:
+        log.error("configuration: %s", exc.detail)
+        return 2
+    relay = OutboxRelay(store, container.event_publisher)
     try:
         if args.once:
             result = relay.drain(args.batch)
-            backlog, oldest = relay.measure_backlog()
+            backlog = relay.measure_backlog()
             log.info(
-                "published %d, failed %d, left %d (oldest %.1f s)",
+                "published %d, failed %d, left %d (oldest %.1f s); dead-lettered %d, "
+                "dead letters in all %d",
                 result.published,
                 result.failed,
-                backlog,
-                oldest,
+                backlog.pending,
+                backlog.oldest_age,
+                result.dead_lettered,
+                backlog.dead_lettered,
             )
-            return 0 if backlog == 0 else 1
+            return 0 if backlog.pending == 0 and backlog.dead_lettered == 0 else 1
         worker = BackgroundRelay(relay, settings.outbox_sweep_seconds, args.batch)
 
         def stop(signum: int, _frame: FrameType | None) -> None:
@@ -71,6 +97,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         container.event_publisher.close()
         container.database.close()
+
+
+def _dead_letters(store: PostgresOutbox, ids: list[uuid.UUID] | None, every: bool) -> int:
+    """List dead letters, or re-drive some (or all); 1 when a given id was not dead-lettered."""
+    if ids or every:
+        redriven = store.redrive(None if every else ids)
+        for row_id in redriven:
+            print(f"re-driven {row_id}")
+        missing = [i for i in ids or [] if i not in redriven]
+        for row_id in missing:
+            print(f"not dead-lettered (or not of these topics): {row_id}", file=sys.stderr)
+        print(
+            f"{len(redriven)} row(s) back in the outbox: the relays publish them on their next pass"
+        )
+        return 1 if missing else 0
+    rows = store.dead_letters()
+    for row in rows:
+        print(
+            f"{row.id}  {row.event_type}  topic={row.topic}  key={row.record_key}  "
+            f"attempts={row.attempts}  {row.error}"
+        )
+    print(f"{len(rows)} dead-lettered row(s)" + (" (first 100)" if len(rows) == 100 else ""))
+    return 0
 
 
 if __name__ == "__main__":

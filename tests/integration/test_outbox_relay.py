@@ -26,6 +26,7 @@ import psycopg
 import pytest
 from cloudevents.kafka import KafkaMessage, from_binary
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.admin import ConfigResource, ConfigResourceType
 
 from boxoffice import bootstrap as composition
 from boxoffice.adapters.kafka import KafkaEventPublisher
@@ -217,7 +218,7 @@ def test_every_committed_row_is_published_exactly_once_as_a_binary_cloudevent(
     assert result.published == len(expected)
     assert result.failed == 0
     assert metrics.OUTBOX_PUBLISHED._value.get() - published_before == len(expected)
-    assert relay.measure_backlog() == (0, 0.0)
+    assert relay.measure_backlog() == (0, 0.0, 0)
     rows = outbox_rows(sql, topic)
     assert all(r[0] is not None and r[1] == 0 for r in rows.values())
 
@@ -283,7 +284,10 @@ def test_kafka_down_fails_fast_keeps_rows_and_opens_the_breaker_then_recovers(
     assert metrics.OUTBOX_PUBLISH_FAILURES._value.get() - failures_before == 10
     rows = outbox_rows(sql, topic)
     assert {i: (r[0], r[1]) for i, r in rows.items()} == dict.fromkeys(ids, (None, 2))
-    assert down.measure_backlog()[0] == 5
+    # A dead broker is transient, however often it fails: retried, never dead-lettered.
+    backlog = down.measure_backlog()
+    assert (backlog.pending, backlog.dead_lettered) == (5, 0)
+    assert dead_lettered(sql, topic) == {}
     assert metrics.OUTBOX_BACKLOG._value.get() == 5
     assert read_topic(bootstrap, topic) == []
 
@@ -442,7 +446,7 @@ def test_a_later_event_of_a_booking_waits_until_the_earlier_one_is_published(
         assert [e.id for e in first.events] == [created]
         with store.claim(10) as second:  # a concurrent relay (second connection)
             assert [e.id for e in second.events] == [other]
-        first.mark_failed([created])
+        first.mark_failed([(created, "KafkaTimeoutError: test")])
     with store.claim(10) as retry:  # a failed attempt still blocks the later event
         assert [e.id for e in retry.events] == [created, other]
         # Publishing `created` says that a later row of its key waits (the relay passes again).
@@ -543,8 +547,8 @@ def test_backlog_gauges_report_count_and_oldest_age(
         "UPDATE outbox SET created_at = now() - interval '90 seconds' WHERE topic = %s", (topic,)
     )
     relay = OutboxRelay(PostgresOutbox(database, [topic]), _NeverPublisher())
-    count, oldest = relay.measure_backlog()
-    assert count == 1
+    count, oldest, dead = relay.measure_backlog()
+    assert (count, dead) == (1, 0)
     assert 89 < oldest < 120
     assert metrics.OUTBOX_OLDEST_AGE._value.get() == oldest
 
@@ -558,3 +562,137 @@ class _NeverPublisher:
 
     def close(self) -> None:
         pass
+
+
+# -- poison rows (dead letters) ---------------------------------------------------------------
+
+
+def dead_lettered(sql: psycopg.Connection[Any], topic: str) -> dict[uuid.UUID, str]:
+    """Dead-lettered rows of the topic: id -> last_error."""
+    rows = sql.execute(
+        "SELECT id, last_error FROM outbox WHERE topic = %s AND dead_lettered_at IS NOT NULL",
+        (topic,),
+    ).fetchall()
+    return {r[0]: r[1] for r in rows}
+
+
+@pytest.fixture
+def small_topic(admin: KafkaAdminClient, sql: psycopg.Connection[Any]) -> Iterator[str]:
+    """A topic whose broker refuses records over 2 KiB (`max.message.bytes`)."""
+    name = f"it-outbox-small-{uuid.uuid4().hex[:12]}"
+    admin.create_topics(
+        {
+            name: {
+                "num_partitions": PARTITIONS,
+                "replication_factor": 1,
+                "configs": {"max.message.bytes": "2048"},
+            }
+        },
+        wait_for_metadata=True,
+    )
+    yield name
+    sql.execute("DELETE FROM outbox WHERE topic = %s", (name,))
+    admin.delete_topics([name])
+
+
+def make_poison(sql: psycopg.Connection[Any], topic: str, key: str) -> uuid.UUID:
+    """A row whose record the topic's broker refuses: its payload is 8 KiB."""
+    event_id = uuid.uuid4()
+    payload = json.dumps({"bookingId": key, "padding": "x" * 8192})
+    sql.execute(
+        """INSERT INTO outbox (id, topic, record_key, event_type, event_source, event_time,
+                               payload, created_at)
+           VALUES (%s, %s, %s, %s, %s, now(), %s::jsonb, clock_timestamp())""",
+        (event_id, topic, key, CREATED, EVENT_SOURCE, payload),
+    )
+    return event_id
+
+
+def test_a_record_the_broker_refuses_for_good_is_dead_lettered_and_the_relay_goes_on(
+    sql: psycopg.Connection[Any],
+    small_topic: str,
+    bootstrap: str,
+    database: Database,
+    publishers: list[KafkaEventPublisher],
+) -> None:
+    """The real broker refuses an 8 KiB record on a topic limited to 2 KiB (MESSAGE_TOO_LARGE,
+    after the producer split its batch): the row is dead-lettered in the same pass with its
+    error, the rows around it are published, the breaker stays closed, and no later pass sends
+    it again. Re-driven after the topic's limit is raised, it is published."""
+    before = insert_events(sql, small_topic, [str(uuid.uuid4()) for _ in range(3)])
+    poison_key = str(uuid.uuid4())
+    poison = make_poison(sql, small_topic, poison_key)
+    [held] = insert_events(sql, small_topic, [poison_key], CANCELLED)  # same booking, later
+    after = insert_events(sql, small_topic, [str(uuid.uuid4()) for _ in range(3)])
+    publisher = make_publisher(publishers, bootstrap)
+    relay = relay_for(database, small_topic, publisher)
+    dead_before = metrics.OUTBOX_DEAD_LETTERED._value.get()
+
+    result = relay.drain(limit=50)
+
+    assert (result.published, result.failed, result.dead_lettered) == (6, 0, 1)
+    errors = dead_lettered(sql, small_topic)
+    assert list(errors) == [poison]
+    assert errors[poison].startswith("MessageSizeTooLargeError"), errors
+    assert metrics.OUTBOX_DEAD_LETTERED._value.get() - dead_before == 1
+    assert not publisher.breaker.opened
+    backlog = relay.measure_backlog()
+    assert (backlog.pending, backlog.dead_lettered) == (1, 1)  # `held` waits behind it
+    assert metrics.OUTBOX_DEAD_LETTERS._value.get() == 1
+    assert Counter(ce_ids(read_topic(bootstrap, small_topic))) == Counter(before + after)
+
+    assert relay.drain(limit=50).claimed == 0  # neither the poison nor what waits behind it
+    rows = outbox_rows(sql, small_topic)
+    assert rows[poison][:2] == (None, 1)  # one attempt, not one per pass
+    assert rows[held][0] is None
+
+    # The operator raises the topic's limit and re-drives the row (python -m boxoffice.relay).
+    raise_size_limit(bootstrap, small_topic)
+    assert relay_main(["--redrive", str(poison), "--topic", small_topic]) == 0
+    assert dead_lettered(sql, small_topic) == {}
+    assert relay.drain(limit=50).published == 2  # the poison, then the event behind it
+    records = read_topic(bootstrap, small_topic)
+    assert Counter(ce_ids(records)) == Counter([*before, *after, poison, held])
+
+
+def raise_size_limit(bootstrap: str, topic: str) -> None:
+    """The topic's `max.message.bytes` back to 1 MiB (the operator's fix)."""
+    client = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="boxoffice-it-relay-config")
+    try:
+        client.alter_configs(
+            [
+                ConfigResource(
+                    ConfigResourceType.TOPIC, topic, configs={"max.message.bytes": "1048576"}
+                )
+            ]
+        )
+    finally:
+        client.close()
+
+
+def test_a_topic_without_metadata_is_transient_and_its_rows_are_retried_not_dead_lettered(
+    sql: psycopg.Connection[Any],
+    topic: str,
+    bootstrap: str,
+    database: Database,
+    publishers: list[KafkaEventPublisher],
+) -> None:
+    """A missing topic is an operator's error, not a poison row: a relay limited to a topic
+    that does not exist counts failed attempts and keeps the rows for later."""
+    missing = f"{topic}-missing"
+    ids = insert_events(sql, missing, [str(uuid.uuid4()) for _ in range(2)])
+    try:
+        publisher = make_publisher(publishers, bootstrap, max_block_ms=500)
+        relay = relay_for(database, missing, publisher)
+        for attempt in (1, 2):
+            result = relay.publish_pending(10)
+            assert (result.failed, result.dead_lettered) == (2, 0)
+            rows = outbox_rows(sql, missing)
+            assert {i: (r[0], r[1]) for i, r in rows.items()} == dict.fromkeys(ids, (None, attempt))
+        assert dead_lettered(sql, missing) == {}
+        errors = sql.execute(
+            "SELECT DISTINCT last_error FROM outbox WHERE topic = %s", (missing,)
+        ).fetchall()
+        assert [e[0].split(":")[0] for e in errors] == ["KafkaTimeoutError"]
+    finally:
+        sql.execute("DELETE FROM outbox WHERE topic = %s", (missing,))

@@ -14,7 +14,14 @@ import pytest
 
 from boxoffice.config import Settings
 from boxoffice.errors import ConfigurationError
-from boxoffice.services.ports import PendingEvent, Published
+from boxoffice.services.ports import (
+    Backlog,
+    DeadLetter,
+    EventRejected,
+    Failure,
+    PendingEvent,
+    Published,
+)
 from boxoffice.services.relay import BackgroundRelay, OutboxRelay
 from boxoffice.web import metrics
 
@@ -39,6 +46,8 @@ class Row:
     event: PendingEvent
     published: bool = False
     attempts: int = 0
+    dead_lettered: bool = False
+    last_error: str = ""
 
 
 @dataclass
@@ -46,15 +55,24 @@ class FakeBatch:
     events: list[PendingEvent]
     waiting: set[tuple[str, str]] = field(default_factory=set)  # keys with rows held back
     published: list[uuid.UUID] = field(default_factory=list)
-    failed: list[uuid.UUID] = field(default_factory=list)
+    failed: list[Failure] = field(default_factory=list)
+    dead: list[Failure] = field(default_factory=list)
 
     def mark_published(self, ids: Sequence[uuid.UUID]) -> Published:
         self.published.extend(ids)
         keys = {(e.topic, e.record_key) for e in self.events if e.id in ids}
         return Published([0.5 for _ in ids], bool(keys & self.waiting))
 
-    def mark_failed(self, ids: Sequence[uuid.UUID]) -> None:
-        self.failed.extend(ids)
+    def mark_failed(self, failures: Sequence[Failure]) -> None:
+        self.failed.extend(failures)
+
+    def mark_dead_lettered(self, failures: Sequence[Failure]) -> list[DeadLetter]:
+        self.dead.extend(failures)
+        by_id = {e.id: e for e in self.events}
+        return [
+            DeadLetter(i, by_id[i].topic, by_id[i].record_key, by_id[i].event_type, 1, error)
+            for i, error in failures
+        ]
 
 
 class FakeStore:
@@ -71,7 +89,8 @@ class FakeStore:
 
     @contextmanager
     def claim(self, limit: int) -> Iterator[FakeBatch]:
-        """The oldest unpublished row of each key, as the real claim (later ones held back)."""
+        """The oldest unpublished row of each key, as the real claim (later ones held back, also
+        behind a dead-lettered one, which is never claimed)."""
         with self.lock:
             self.claims += 1
             pending, held, seen = [], set(), set()
@@ -83,18 +102,38 @@ class FakeStore:
                     held.add(key)
                     continue
                 seen.add(key)
-                pending.append(r.event)
+                if not r.dead_lettered:
+                    pending.append(r.event)
         batch = FakeBatch(pending[:limit], held)
         yield batch
         with self.lock:
             for i in batch.published:
                 self.rows[i].published = True
-            for i in batch.failed:
+            for i, error in batch.failed:
                 self.rows[i].attempts += 1
+                self.rows[i].last_error = error
+            for i, error in batch.dead:
+                self.rows[i].attempts += 1
+                self.rows[i].last_error = error
+                self.rows[i].dead_lettered = True
 
-    def backlog(self) -> tuple[int, float]:
+    def backlog(self) -> Backlog:
         with self.lock:
-            return sum(1 for r in self.rows.values() if not r.published), 1.5
+            rows = [r for r in self.rows.values() if not r.published]
+            dead = sum(1 for r in rows if r.dead_lettered)
+            return Backlog(len(rows) - dead, 1.5, dead)
+
+    def redrive(self, ids: Sequence[uuid.UUID] | None) -> list[uuid.UUID]:
+        with self.lock:
+            back = [
+                i
+                for i, r in self.rows.items()
+                if r.dead_lettered and not r.published and (ids is None or i in ids)
+            ]
+            for i in back:
+                self.rows[i].dead_lettered = False
+                self.rows[i].attempts = 0
+            return back
 
     def unpublished(self) -> set[uuid.UUID]:
         with self.lock:
@@ -102,8 +141,14 @@ class FakeStore:
 
 
 class FakePublisher:
-    def __init__(self, fail: set[uuid.UUID] | None = None, up: bool = True) -> None:
-        self.fail = fail or set()
+    def __init__(
+        self,
+        fail: set[uuid.UUID] | None = None,
+        up: bool = True,
+        refuse: set[uuid.UUID] | None = None,
+    ) -> None:
+        self.fail = fail or set()  # transient failures
+        self.refuse = refuse or set()  # refused for good
         self.up = up
         self.sent: list[uuid.UUID] = []
 
@@ -112,7 +157,12 @@ class FakePublisher:
 
     def publish(self, events: Sequence[PendingEvent]) -> list[BaseException | None]:
         self.sent.extend(e.id for e in events)
-        return [RuntimeError("nack") if e.id in self.fail else None for e in events]
+        return [self._outcome(e.id) for e in events]
+
+    def _outcome(self, event_id: uuid.UUID) -> BaseException | None:
+        if event_id in self.refuse:
+            return EventRejected("MessageSizeTooLargeError: too large for the topic")
+        return RuntimeError("nack") if event_id in self.fail else None
 
     def close(self) -> None:
         pass
@@ -145,6 +195,8 @@ def test_failed_rows_stay_unpublished_with_an_attempt_counted() -> None:
     assert (result.published, result.failed) == (1, 1)
     assert store.unpublished() == {bad.id}
     assert store.rows[bad.id].attempts == 1
+    assert store.rows[bad.id].last_error == "RuntimeError: nack"
+    assert not store.rows[bad.id].dead_lettered
     assert store.rows[ok.id].attempts == 0
     assert counter(metrics.OUTBOX_PUBLISH_FAILURES) - failures_before == 1
 
@@ -199,10 +251,14 @@ def test_drain_passes_again_when_a_published_row_had_a_later_one_of_its_key() ->
 
 
 def test_measure_backlog_sets_the_gauges() -> None:
-    relay = OutboxRelay(FakeStore([event(), event("b-2")]), FakePublisher())
-    assert relay.measure_backlog() == (2, 1.5)
+    poison = event("b-3")
+    store = FakeStore([event(), event("b-2"), poison])
+    store.rows[poison.id].dead_lettered = True
+    relay = OutboxRelay(store, FakePublisher())
+    assert relay.measure_backlog() == Backlog(2, 1.5, 1)
     assert metrics.OUTBOX_BACKLOG._value.get() == 2
     assert metrics.OUTBOX_OLDEST_AGE._value.get() == 1.5
+    assert metrics.OUTBOX_DEAD_LETTERS._value.get() == 1
 
 
 def wait_until(predicate: object, timeout: float = 3.0) -> None:
@@ -332,3 +388,72 @@ def test_the_first_kick_after_a_quiet_spell_publishes_at_once() -> None:
         assert time.monotonic() - began < 0.25  # not held back for the interval
     finally:
         worker.stop()
+
+
+# -- poison rows: dead-lettered, not retried forever ------------------------------------------
+
+
+def test_a_row_refused_for_good_is_dead_lettered_counted_and_logged_and_the_rest_published(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    first, poison, last = event("b-1"), event("b-2"), event("b-3")
+    store = FakeStore([first, poison, last])
+    before = counter(metrics.OUTBOX_DEAD_LETTERED)
+
+    with caplog.at_level("ERROR", logger="boxoffice.relay"):
+        result = OutboxRelay(store, FakePublisher(refuse={poison.id})).publish_pending(10)
+
+    assert (result.published, result.failed, result.dead_lettered) == (2, 0, 1)
+    assert store.unpublished() == {poison.id}
+    row = store.rows[poison.id]
+    assert row.dead_lettered
+    assert row.last_error == "EventRejected: MessageSizeTooLargeError: too large for the topic"
+    assert counter(metrics.OUTBOX_DEAD_LETTERED) - before == 1
+    [record] = [r for r in caplog.records if "dead-lettered" in r.getMessage()]
+    assert str(poison.id) in record.getMessage()
+    assert f"--redrive {poison.id}" in record.getMessage()
+
+
+def test_a_dead_lettered_row_is_never_claimed_again_and_drain_goes_on_past_it() -> None:
+    poisons = [event(f"p-{i}") for i in range(10)]
+    good = [event(f"g-{i}") for i in range(15)]
+    store = FakeStore([*poisons, *good])
+    publisher = FakePublisher(refuse={p.id for p in poisons})
+
+    result = OutboxRelay(store, publisher).drain(limit=10)
+
+    # The first batch was all poison: before, every later pass claimed them again and the
+    # rows behind them waited for ever; now they are set aside and the drain goes on.
+    assert (result.published, result.dead_lettered, result.failed) == (15, 10, 0)
+    assert store.unpublished() == {p.id for p in poisons}
+    sent = len(publisher.sent)
+    assert OutboxRelay(store, publisher).drain(limit=10).claimed == 0
+    assert len(publisher.sent) == sent  # never sent again
+
+
+def test_a_transient_failure_is_retried_however_often_it_fails() -> None:
+    flaky = event("b-1")
+    store = FakeStore([flaky])
+    relay = OutboxRelay(store, FakePublisher(fail={flaky.id}))
+    for _ in range(50):
+        assert relay.publish_pending(10).failed == 1
+    assert store.rows[flaky.id].attempts == 50
+    assert not store.rows[flaky.id].dead_lettered
+    assert OutboxRelay(store, FakePublisher()).publish_pending(10).published == 1
+
+
+def test_later_events_of_a_dead_lettered_key_wait_until_it_is_re_driven() -> None:
+    created = event("b-1")
+    cancelled = replace(event("b-1"), event_type="com.boxoffice.booking.cancelled")
+    store = FakeStore([created, cancelled])
+    OutboxRelay(store, FakePublisher(refuse={created.id})).drain(limit=10)
+    assert store.unpublished() == {created.id, cancelled.id}  # order per booking kept
+
+    publisher = FakePublisher()  # the cause fixed (e.g. the topic's size limit raised)
+    relay = OutboxRelay(store, publisher)
+    assert relay.drain(limit=10).claimed == 0
+    assert relay.redrive([created.id]) == [created.id]
+    assert store.rows[created.id].attempts == 0
+    assert relay.drain(limit=10).published == 2
+    assert publisher.sent == [created.id, cancelled.id]
+

@@ -12,11 +12,16 @@ from typing import Any
 import pytest
 from cloudevents.kafka import KafkaMessage, from_binary
 from kafka import KafkaProducer
-from kafka.errors import KafkaConnectionError, KafkaTimeoutError, MessageSizeTooLargeError
+from kafka.errors import (
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    TopicAuthorizationFailedError,
+)
 
 from boxoffice.adapters.kafka import KafkaEventPublisher, cloudevent_headers, rfc3339
 from boxoffice.errors import ConfigurationError
-from boxoffice.services.ports import PendingEvent
+from boxoffice.services.ports import EventRejected, PendingEvent
 from boxoffice.web import metrics
 
 BOOKING = "0d8f5c3e-7a2b-4c1d-9e6f-5a4b3c2d1e0f"
@@ -36,17 +41,23 @@ def event(key: str = BOOKING, topic: str = "booking") -> PendingEvent:
 
 
 class FakeFuture:
-    def __init__(self, error: BaseException | None = None) -> None:
+    def __init__(self, error: BaseException | None = None, producer: Any = None) -> None:
         self.error = error
+        self.producer = producer
 
     def get(self, timeout: float | None = None) -> object:
         if self.error is not None:
             raise self.error
+        if self.producer is not None and self.producer.fatal is not None:
+            raise self.producer.fatal  # kafka-python aborts every batch after a fatal error
         return object()
 
 
 class FakeProducer:
     instances: list[FakeProducer] = []  # noqa: RUF012 - test bookkeeping
+    # Records the "broker" refuses for good, by key, on every producer (as a real topic limit
+    # would); the producer then turns fatal, as kafka-python's idempotent producer does.
+    refuse: dict[str, BaseException] = {}  # noqa: RUF012
 
     def __init__(self, **config: Any) -> None:
         self.config = config
@@ -54,13 +65,20 @@ class FakeProducer:
         self.closed = False
         self.fail_get: dict[str, BaseException] = {}  # by record key
         self.fail_send: dict[str, BaseException] = {}  # by topic
+        self.fatal: BaseException | None = None
         FakeProducer.instances.append(self)
 
     def send(self, topic: str, *, key: bytes, value: bytes, headers: Any) -> FakeFuture:
         if topic in self.fail_send:
             raise self.fail_send[topic]
+        if self.fatal is not None:
+            raise self.fatal
+        if isinstance(FakeProducer.refuse.get(key.decode()), ValueError):
+            raise FakeProducer.refuse[key.decode()]  # the client cannot serialize it
         self.sent.append({"topic": topic, "key": key, "value": value, "headers": headers})
-        return FakeFuture(self.fail_get.get(key.decode()))
+        if key.decode() in FakeProducer.refuse:
+            self.fatal = FakeProducer.refuse[key.decode()]
+        return FakeFuture(self.fail_get.get(key.decode()), self)
 
     def close(self, timeout: float | None = None) -> None:
         self.closed = True
@@ -69,6 +87,7 @@ class FakeProducer:
 @pytest.fixture(autouse=True)
 def _fresh() -> None:
     FakeProducer.instances.clear()
+    FakeProducer.refuse.clear()
 
 
 def publisher(**kwargs: Any) -> KafkaEventPublisher:
@@ -145,12 +164,57 @@ def test_rfc3339_is_utc_with_z_and_refuses_naive_times() -> None:
 def test_a_partial_failure_reports_per_event_outcomes_without_tripping_the_breaker() -> None:
     p = publisher(failure_threshold=1)
     p.publish([event("warm-up")])
-    FakeProducer.instances[0].fail_get["b-2"] = MessageSizeTooLargeError()
+    FakeProducer.instances[0].fail_get["b-2"] = KafkaTimeoutError("expired in the accumulator")
     outcomes = p.publish([event("b-1"), event("b-2"), event("b-3")])
     assert outcomes[0] is None
-    assert isinstance(outcomes[1], MessageSizeTooLargeError)
+    assert isinstance(outcomes[1], KafkaTimeoutError)  # transient: retried later
     assert outcomes[2] is None
     assert p.available()
+
+
+def test_records_refused_for_good_are_rejections_and_never_count_against_the_breaker() -> None:
+    """A call whose only record is refused as too large (by the client's size check in `send`
+    or by the broker's ack) got an answer from Kafka: its outcome is EventRejected (the relay
+    dead-letters the row), the producer is kept and the breaker stays closed."""
+    p = publisher(failure_threshold=1)
+    p.publish([event("warm-up")])
+    FakeProducer.refuse["big"] = MessageSizeTooLargeError("broker: too large")
+    [outcome] = p.publish([event("big")])
+    assert isinstance(outcome, EventRejected)
+    assert isinstance(outcome.__cause__, MessageSizeTooLargeError)
+    FakeProducer.refuse["x"] = ValueError("cannot serialize")
+    [outcome] = p.publish([event("x")])
+    assert isinstance(outcome, EventRejected)
+    assert p.available()
+
+
+def test_a_refusal_that_fails_a_whole_call_names_only_the_record_refused_when_sent_alone() -> None:
+    """kafka-python's idempotent producer turns fatal on a refused record and fails every
+    other record of the call with the same error: each is sent again alone, on a new producer,
+    and only the one refused alone is EventRejected; the others are published."""
+    p = publisher(failure_threshold=1)
+    FakeProducer.refuse["b-2"] = MessageSizeTooLargeError("broker: too large")
+    outcomes = p.publish([event("b-1"), event("b-2"), event("b-3")])
+    assert outcomes[0] is None
+    assert isinstance(outcomes[1], EventRejected)
+    assert outcomes[2] is None
+    assert p.available()
+    sent = [r["key"] for producer in FakeProducer.instances for r in producer.sent]
+    assert sent == [b"b-1", b"b-2", b"b-1", b"b-2", b"b-3"]  # then alone, in order
+    assert FakeProducer.instances[2].fatal is not None  # the one that sent b-2 alone
+    assert all(producer.closed for producer in FakeProducer.instances)  # none reused
+    assert p.publish([event("b-4")]) == [None]  # a fresh producer after the refusal
+
+
+def test_topic_and_cluster_errors_are_transient_however_final_kafka_calls_them() -> None:
+    """An authorization error refuses every record of the topic alike: an operator's fix, not
+    a poison row. It stays a failure to retry (and, alone in a call, a breaker failure)."""
+    p = publisher()
+    p.publish([event("warm-up")])
+    FakeProducer.instances[0].fail_get["b-2"] = TopicAuthorizationFailedError()
+    outcomes = p.publish([event("b-1"), event("b-2")])
+    assert isinstance(outcomes[1], TopicAuthorizationFailedError)
+    assert not isinstance(outcomes[1], EventRejected)
 
 
 def test_a_topic_without_metadata_fails_its_events_without_blocking_again() -> None:

@@ -9,6 +9,9 @@ The producer is created on first use, never at import or construction: cold star
 and a process that never publishes never connects. Every call goes through a circuit breaker,
 so a dead broker costs at most a few bounded timeouts before calls fail fast; its state is
 exported as `boxoffice_circuit_breaker_open{dependency="kafka"}`.
+
+A record the broker refuses for good (too large for the topic, invalid) comes back as
+`EventRejected` (the relay dead-letters its row); every other failure is worth retrying.
 """
 
 from __future__ import annotations
@@ -22,16 +25,41 @@ from typing import Any
 
 from circuitbreaker import CircuitBreaker, CircuitBreakerError
 from kafka import KafkaProducer
+from kafka import errors as kafka_errors
 from kafka.errors import KafkaError, KafkaTimeoutError
 
 from boxoffice import errors
-from boxoffice.services.ports import PendingEvent
+from boxoffice.services.ports import EventRejected, PendingEvent
 from boxoffice.web import metrics
 
 log = logging.getLogger("boxoffice.kafka")
 
 DEPENDENCY = "kafka"
 CONTENT_TYPE = b"application/json"
+
+# What makes one record unpublishable for good, whatever the broker's health: kafka-python's
+# non-retriable errors about the record itself (the producer has already split a batch refused
+# as too large, so these name the one record), and a record the client cannot serialize.
+# Topic- or cluster-level errors (authorization, unknown or invalid topic, timeouts) are not
+# here: they fail every record alike and are retried until an operator fixes them.
+PERMANENT_RECORD_ERRORS: tuple[type[Exception], ...] = (
+    kafka_errors.MessageSizeTooLargeError,
+    kafka_errors.RecordListTooLargeError,
+    kafka_errors.InvalidRecordError,
+    kafka_errors.InvalidTimestampError,
+    ValueError,
+    TypeError,
+)
+
+
+def _permanent(outcome: BaseException | None) -> bool:
+    return isinstance(outcome, PERMANENT_RECORD_ERRORS)
+
+
+def _rejected(error: BaseException) -> EventRejected:
+    rejected = EventRejected(f"{type(error).__name__}: {error}")
+    rejected.__cause__ = error
+    return rejected
 
 
 class KafkaUnavailable(Exception):
@@ -147,7 +175,10 @@ class KafkaEventPublisher:
                 if self._breaker.opened:
                     raise CircuitBreakerError(self._breaker)
                 with self._breaker:
-                    return self._send_all(events)
+                    outcomes = self._send_all(events)
+                    if any(_permanent(o) for o in outcomes):
+                        outcomes = self._isolate(events, outcomes)
+                    return outcomes
             except KafkaUnavailable as exc:
                 self._discard_producer()
                 return exc.outcomes
@@ -213,6 +244,30 @@ class KafkaEventPublisher:
                 future.get(timeout=max(0.0, deadline - time.monotonic()))
             except KafkaError as exc:
                 outcomes[i] = exc
-        if all(o is not None for o in outcomes):
+        # A refusal is an answer: Kafka is up, even when it refused every record of the call.
+        if all(o is not None and not _permanent(o) for o in outcomes):
             raise KafkaUnavailable(outcomes)
         return outcomes
+
+    def _isolate(
+        self, events: Sequence[PendingEvent], outcomes: list[BaseException | None]
+    ) -> list[BaseException | None]:
+        """Which records were refused for good? kafka-python's idempotent producer treats a
+        non-retriable error as fatal: it fails every other pending record of the producer with
+        the same error and refuses further sends. So a permanent error names a record only when
+        it comes back for that record sent alone, on a new producer: each such record is sent
+        again by itself (in order), and only one refused alone is `EventRejected`. (Poison rows
+        are rare; this costs a producer per suspect.)"""
+        result = list(outcomes)
+        for i, event in enumerate(events):
+            if not _permanent(outcomes[i]):
+                continue
+            self._discard_producer()
+            try:
+                [alone] = self._send_all([event])
+            except KafkaUnavailable as exc:
+                [alone] = exc.outcomes
+            result[i] = _rejected(alone) if alone is not None and _permanent(alone) else alone
+        if any(isinstance(o, EventRejected) for o in result):
+            self._discard_producer()  # fatal after the last refusal too
+        return result

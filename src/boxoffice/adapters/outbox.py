@@ -1,9 +1,13 @@
-"""PostgreSQL side of the outbox relay: claim unpublished rows, mark them published or failed.
+"""PostgreSQL side of the outbox relay: claim unpublished rows, mark them published, failed or
+dead-lettered, and re-drive dead-lettered ones.
 
 A claim is one transaction: the rows are locked `FOR UPDATE SKIP LOCKED` (another relay skips
 them instead of waiting or publishing them too), sent by the caller, then marked in the same
 transaction. If anything fails before the commit, the rollback (or the dropped connection of a
 killed process) unlocks them, still unpublished, for the next pass.
+
+A dead-lettered row (`dead_lettered_at` set, `db/migrations/V10__outbox_dead_letter.sql`) is
+unpublished but never claimed; it still holds back the later rows of its key.
 """
 
 from __future__ import annotations
@@ -14,16 +18,17 @@ from contextlib import contextmanager
 from typing import Any
 
 from boxoffice.adapters.postgres import Conn, Database
-from boxoffice.services.ports import PendingEvent, Published
+from boxoffice.services.ports import Backlog, DeadLetter, Failure, PendingEvent, Published
 
 # Oldest first, and only the oldest unpublished row of each (topic, record key): a later event
 # of a booking (cancelled) is never claimed, by this relay or a concurrent one, while an earlier
 # one (created) is still unpublished, so per-booking order on the topic holds even across relays.
+# Dead-lettered rows are not claimed, and (unpublished) they keep holding back their keys.
 _CLAIM = """
 SELECT o.id, o.topic, o.record_key, o.event_type, o.event_source, o.event_time,
        o.payload::text, o.created_at, o.attempts
   FROM outbox o
- WHERE o.published_at IS NULL
+ WHERE o.published_at IS NULL AND o.dead_lettered_at IS NULL
    AND (%(topics)s::text[] IS NULL OR o.topic = ANY(%(topics)s::text[]))
    AND NOT EXISTS (
        SELECT 1 FROM outbox e
@@ -46,14 +51,46 @@ RETURNING EXTRACT(EPOCH FROM clock_timestamp() - o.created_at)::float8,
                      AND e.record_key = o.record_key AND e.id <> o.id)
 """
 
-_MARK_FAILED = "UPDATE outbox SET attempts = attempts + 1 WHERE id = ANY(%s::uuid[])"
+_MARK_FAILED = """
+UPDATE outbox o SET attempts = o.attempts + 1, last_error = f.error
+  FROM unnest(%s::uuid[], %s::text[]) AS f(id, error)
+ WHERE o.id = f.id AND o.published_at IS NULL
+"""
 
+_MARK_DEAD_LETTERED = """
+UPDATE outbox o SET attempts = o.attempts + 1, last_error = f.error,
+                    dead_lettered_at = clock_timestamp()
+  FROM unnest(%s::uuid[], %s::text[]) AS f(id, error)
+ WHERE o.id = f.id AND o.published_at IS NULL
+RETURNING o.id, o.topic, o.record_key, o.event_type, o.attempts, o.last_error
+"""
+
+# One scan of the unpublished rows (outbox_unpublished_idx): dead letters are among them.
 _BACKLOG = """
-SELECT count(*),
-       COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - min(created_at))::float8, 0)
+SELECT count(*) FILTER (WHERE dead_lettered_at IS NULL),
+       COALESCE(EXTRACT(EPOCH FROM clock_timestamp()
+                - min(created_at) FILTER (WHERE dead_lettered_at IS NULL))::float8, 0),
+       count(*) FILTER (WHERE dead_lettered_at IS NOT NULL)
   FROM outbox
  WHERE published_at IS NULL
    AND (%(topics)s::text[] IS NULL OR topic = ANY(%(topics)s::text[]))
+"""
+
+_REDRIVE = """
+UPDATE outbox SET dead_lettered_at = NULL, attempts = 0
+ WHERE dead_lettered_at IS NOT NULL AND published_at IS NULL
+   AND (%(ids)s::uuid[] IS NULL OR id = ANY(%(ids)s::uuid[]))
+   AND (%(topics)s::text[] IS NULL OR topic = ANY(%(topics)s::text[]))
+RETURNING id
+"""
+
+_DEAD_LETTERS = """
+SELECT id, topic, record_key, event_type, attempts, COALESCE(last_error, '')
+  FROM outbox
+ WHERE dead_lettered_at IS NOT NULL AND published_at IS NULL
+   AND (%(topics)s::text[] IS NULL OR topic = ANY(%(topics)s::text[]))
+ ORDER BY dead_lettered_at, id
+ LIMIT %(limit)s
 """
 
 
@@ -84,9 +121,19 @@ class PostgresOutboxBatch:
         rows = self._conn.execute(_MARK_PUBLISHED, (list(ids),)).fetchall()
         return Published([float(r[0]) for r in rows], any(bool(r[1]) for r in rows))
 
-    def mark_failed(self, ids: Sequence[uuid.UUID]) -> None:
-        if ids:
-            self._conn.execute(_MARK_FAILED, (list(ids),))
+    def mark_failed(self, failures: Sequence[Failure]) -> None:
+        if failures:
+            self._conn.execute(_MARK_FAILED, _columns(failures))
+
+    def mark_dead_lettered(self, failures: Sequence[Failure]) -> list[DeadLetter]:
+        if not failures:
+            return []
+        rows = self._conn.execute(_MARK_DEAD_LETTERED, _columns(failures)).fetchall()
+        return [DeadLetter(*row) for row in rows]
+
+
+def _columns(failures: Sequence[Failure]) -> tuple[list[uuid.UUID], list[str]]:
+    return [f[0] for f in failures], [f[1] for f in failures]
 
 
 class PostgresOutbox:
@@ -104,9 +151,21 @@ class PostgresOutbox:
             rows = conn.execute(_CLAIM, {"topics": self._topics, "limit": limit}).fetchall()
             yield PostgresOutboxBatch(conn, [_event(r) for r in rows])
 
-    def backlog(self) -> tuple[int, float]:
-        """(unpublished rows, age in seconds of the oldest one)."""
+    def backlog(self) -> Backlog:
+        """Rows to publish (and the age in seconds of the oldest), and rows dead-lettered."""
         with self._db.connection() as conn:
             row = conn.execute(_BACKLOG, {"topics": self._topics}).fetchone()
         assert row is not None
-        return int(row[0]), float(row[1])
+        return Backlog(int(row[0]), float(row[1]), int(row[2]))
+
+    def redrive(self, ids: Sequence[uuid.UUID] | None) -> list[uuid.UUID]:
+        """Dead-lettered rows (these, or all of this relay's topics) back to be published."""
+        params = {"ids": list(ids) if ids is not None else None, "topics": self._topics}
+        with self._db.transaction() as conn:
+            return [row[0] for row in conn.execute(_REDRIVE, params).fetchall()]
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """The dead-lettered rows of this relay's topics, oldest first."""
+        with self._db.connection() as conn:
+            rows = conn.execute(_DEAD_LETTERS, {"topics": self._topics, "limit": limit})
+            return [DeadLetter(*row) for row in rows.fetchall()]

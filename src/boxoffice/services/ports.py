@@ -97,6 +97,33 @@ class PendingEvent:
     attempts: int = 0
 
 
+Failure = tuple[uuid.UUID, str]  # an outbox row's id and the error it failed with
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A row set aside: what the log line and an operator need to find and re-drive it."""
+
+    id: uuid.UUID
+    topic: str
+    record_key: str
+    event_type: str
+    attempts: int
+    error: str
+
+
+class Backlog(NamedTuple):
+    pending: int  # unpublished rows still to be published (dead letters not included)
+    oldest_age: float  # seconds since the oldest of them was written (0 when none)
+    dead_lettered: int  # rows set aside, waiting for an operator
+
+
+class EventRejected(Exception):
+    """A publish outcome: the broker (or its client, by the broker's limits) refused this one
+    event for good (too large, invalid); sending it again cannot succeed. The relay sets its
+    outbox row aside (dead-letters it) instead of retrying it. Any other outcome is transient."""
+
+
 class EventPublisher(Protocol):
     """Publishes outbox events (`boxoffice.adapters.kafka.KafkaEventPublisher`)."""
 
@@ -106,7 +133,8 @@ class EventPublisher(Protocol):
 
     def publish(self, events: Sequence[PendingEvent]) -> list[BaseException | None]:
         """Send `events` and wait for the broker's acks: one outcome per event, in order
-        (None when acknowledged, else the error). Never raises for a delivery failure."""
+        (None when acknowledged, `EventRejected` when refused for good, else the error of a
+        failure worth retrying). Never raises for a delivery failure."""
         ...
 
     def close(self) -> None: ...

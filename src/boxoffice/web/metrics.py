@@ -107,11 +107,12 @@ REQUEST_QUEUE_WAITING = Gauge(
 # Housekeeping (services/housekeeping.py).
 ROWS_PRUNED = Counter(
     "boxoffice_rows_pruned",
-    "Rows deleted by housekeeping, by table (expired idempotency keys, old order-event rows).",
+    "Rows deleted by housekeeping, by table (expired idempotency keys, old order-event rows,"
+    " published outbox events past their retention).",
     ["table"],
     registry=REGISTRY,
 )
-for _table in ("idempotency_record", "order_event"):
+for _table in ("idempotency_record", "order_event", "outbox"):
     ROWS_PRUNED.labels(_table)
 
 # Transactional outbox relay (services/relay.py).
@@ -135,6 +136,18 @@ OUTBOX_BACKLOG = Gauge(
 OUTBOX_OLDEST_AGE = Gauge(
     "boxoffice_outbox_oldest_age_seconds",
     "Age of the oldest unpublished outbox event (0 when none).",
+    multiprocess_mode="livemax",
+    registry=REGISTRY,
+)
+OUTBOX_DEAD_LETTERED = Counter(
+    "boxoffice_outbox_dead_lettered",
+    "Outbox events refused by Kafka for good (too large, invalid) and set aside (dead-lettered).",
+    registry=REGISTRY,
+)
+OUTBOX_DEAD_LETTERS = Gauge(
+    "boxoffice_outbox_dead_letters",
+    "Outbox events dead-lettered and not re-driven yet (as last measured by this process's"
+    " relay): each is a booking event that never reached order processing.",
     multiprocess_mode="livemax",
     registry=REGISTRY,
 )
