@@ -60,6 +60,7 @@ def a_line(**changes: object) -> Line:
         expired_unused=0,
         current_rate=Decimal(10),
         sold_out_at=None,
+        read_at=NOW,
     )
     return replace(line, **changes)  # type: ignore[arg-type]
 
@@ -322,24 +323,38 @@ class RecordingSigner:
 def test_only_an_admitted_place_gets_a_token_bound_to_the_caller_and_the_event() -> None:
     signer = RecordingSigner()
     room = FakeRoom(line_=a_line())
-    waiting_room.join(room, ALICE, EVENT, lambda: NOW)
-    waiting = waiting_room.my_place(room, lambda: signer, ALICE, EVENT, lambda: NOW)
+    waiting_room.join(room, ALICE, EVENT)
+    waiting = waiting_room.my_place(room, lambda: signer, ALICE, EVENT)
     assert (waiting.view.state, waiting.token) == (PlaceState.WAITING, None)
     assert signer.signed == []
 
     assert room.place_ is not None
     room.place_ = replace(room.place_, admitted_at=NOW, expires_at=NOW + timedelta(minutes=10))
-    admitted = waiting_room.my_place(room, lambda: signer, ALICE, EVENT, lambda: NOW)
+    admitted = waiting_room.my_place(room, lambda: signer, ALICE, EVENT)
     assert admitted.token == "signed-token"
     assert signer.signed == [
         AdmissionClaims(room.place_.id, EVENT, ALICE.subject, NOW + timedelta(minutes=10))
     ]
 
 
+def test_admission_validity_is_shown_by_the_databases_clock_not_the_processs() -> None:
+    # book_tickets checks `expires_at > now()` by the database's clock: the place shows the same.
+    signer = RecordingSigner()
+    this_process = datetime.now(UTC)
+    ends = this_process + timedelta(hours=1)  # by this process's clock: 1 h of window left
+    room = FakeRoom(line_=a_line(read_at=ends), place_=a_place(admitted_at=NOW, expires_at=ends))
+    mine = waiting_room.my_place(room, lambda: signer, ALICE, EVENT)
+    assert (mine.view.state, mine.token, signer.signed) == (PlaceState.EXPIRED, None, [])
+
+    room.line_ = a_line(read_at=ends - timedelta(seconds=1))
+    mine = waiting_room.my_place(room, lambda: signer, ALICE, EVENT)
+    assert (mine.view.state, mine.token) == (PlaceState.ADMITTED, "signed-token")
+
+
 def test_joining_again_returns_the_same_place_and_says_so() -> None:
     room = FakeRoom(line_=a_line())
-    first, created = waiting_room.join(room, ALICE, EVENT, lambda: NOW)
-    again, created_again = waiting_room.join(room, ALICE, EVENT, lambda: NOW)
+    first, created = waiting_room.join(room, ALICE, EVENT)
+    again, created_again = waiting_room.join(room, ALICE, EVENT)
     assert (created, created_again) == (True, False)
     assert again.place == first.place
 

@@ -25,7 +25,7 @@ _LINE_COLUMNS = """
        q.tickets_per_buyer, q.drawn_at IS NOT NULL OR NOT q.randomise_early, q.served_up_to,
        coalesce(pg_sequence_last_value(q.arrivals), 0), q.admitted, q.expired_unused,
        q.current_rate, q.sold_out_at, ev.status = 'CANCELLED' OR ev.starts_at <= now(),
-       now() >= q.opens_at"""
+       now() >= q.opens_at, now()"""
 
 _LINE = f"""
 SELECT {_LINE_COLUMNS}
@@ -93,6 +93,7 @@ def _line(row: tuple[Any, ...]) -> Line:
         expired_unused=int(row[10]),
         current_rate=row[11],
         sold_out_at=row[12],
+        read_at=row[15],
     )
 
 

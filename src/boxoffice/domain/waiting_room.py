@@ -82,6 +82,10 @@ class Line:
     expired_unused: int
     current_rate: Decimal | None  # the rate the last tick applied (automatic: what it derived)
     sold_out_at: datetime | None
+    # The database's clock when the line was read. Whether an admission is still valid is shown
+    # by this clock, the one book_tickets enforces it by (check_admission: `expires_at > now()`),
+    # never by the clock of the process that renders it.
+    read_at: datetime
 
     @property
     def waiting(self) -> int:

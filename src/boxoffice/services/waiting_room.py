@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
@@ -68,10 +68,6 @@ class MyPlace:
     token: str | None  # the admission token, while admitted
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def configure(
     store: WaitingRoomStore, event_id: uuid.UUID, settings: QueueSettings
 ) -> tuple[Line, bool]:
@@ -96,11 +92,11 @@ def join(
     store: WaitingRoomStore,
     principal: Principal,
     event_id: uuid.UUID,
-    now: Callable[[], datetime] = _now,
 ) -> tuple[PlaceView, bool]:
-    """The caller's place in the line (the same one when joining again)."""
+    """The caller's place in the line (the same one when joining again), as of the database's
+    clock (`Line.read_at`)."""
     place, current, created = store.join(event_id, principal.subject, uuid.uuid4())
-    return view_place(place, current, now()), created
+    return view_place(place, current, current.read_at), created
 
 
 def my_place(
@@ -108,15 +104,15 @@ def my_place(
     signer: Callable[[], Signer],
     principal: Principal,
     event_id: uuid.UUID,
-    now: Callable[[], datetime] = _now,
 ) -> MyPlace:
     """Where the caller is: waiting (place, people ahead, estimate), admitted (with a token for
-    the rest of the window), expired, sold out or closed. 404 when they never joined."""
+    the rest of the window), expired, sold out or closed, as of the database's clock (the one
+    book_tickets checks the admission by). 404 when they never joined."""
     found = store.place(event_id, principal.subject)
     if found is None:
         raise errors.NotFound(f"you have no place in the line of event {event_id}")
     place, current = found
-    at = now()
+    at = current.read_at
     view = view_place(place, current, at)
     token = None
     if view.state is PlaceState.ADMITTED:
