@@ -1,4 +1,5 @@
-"""housekeeping: prunes expired idempotency keys and old order-event dedupe rows.
+"""housekeeping: prunes expired idempotency keys, old order-event dedupe rows and published
+outbox events past BOXOFFICE_OUTBOX_RETENTION_DAYS.
 
 Cluster-local, no token: a Knative PingSource POSTs a CloudEvent to it on a schedule (locally
 `stack/boxo up` starts a periodic trigger); any POST runs one bounded pass and answers its

@@ -89,6 +89,10 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
         "35",
         "Housekeeping: days consumed booking events are kept for de-duplication (ADR 13).",
     ),
+    "BOXOFFICE_OUTBOX_RETENTION_DAYS": (
+        "7",
+        "Housekeeping: days published outbox events are kept before they are pruned (ADR 5).",
+    ),
     "BOXOFFICE_PRUNE_BATCH_SIZE": ("1000", "Housekeeping: rows deleted per transaction."),
     "BOXOFFICE_BREAKER_OPEN_SECONDS": (
         "1",
@@ -234,6 +238,7 @@ class Settings:
     breaker_failure_threshold: int = 4
     breaker_open_seconds: float = 1.0
     order_event_retention_days: int = 35
+    outbox_retention_days: int = 7
     prune_batch_size: int = 1000
     ticket_public_keys: str = ""
     ticket_document_worker: str = "thread"
@@ -242,6 +247,11 @@ class Settings:
     admission_tick_seconds: float = 1.0
     booking_capacity_per_second: Decimal = Decimal(200)
     admission_safety_factor: Decimal = Decimal("0.5")
+
+    @property
+    def kafka_servers(self) -> list[str]:
+        """BOXOFFICE_KAFKA_BOOTSTRAP_SERVERS as a list (empty: Kafka is not configured)."""
+        return [s.strip() for s in self.kafka_bootstrap_servers.split(",") if s.strip()]
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -282,6 +292,7 @@ class Settings:
             breaker_failure_threshold=_int(e, "BOXOFFICE_BREAKER_FAILURE_THRESHOLD", 1),
             breaker_open_seconds=_seconds(e, "BOXOFFICE_BREAKER_OPEN_SECONDS"),
             order_event_retention_days=_int(e, "BOXOFFICE_ORDER_EVENT_RETENTION_DAYS", 1),
+            outbox_retention_days=_int(e, "BOXOFFICE_OUTBOX_RETENTION_DAYS", 1),
             prune_batch_size=_int(e, "BOXOFFICE_PRUNE_BATCH_SIZE", 1),
             ticket_public_keys=_get(e, "BOXOFFICE_TICKET_PUBLIC_KEYS"),
             ticket_document_worker=_choice(

@@ -10,6 +10,9 @@ production (in the cluster: the chart's `boxoffice-verify` CronJob, docs/deploy.
 
     python -m boxoffice.verify                 # $BOXOFFICE_DATABASE_URL
     python -m boxoffice.verify --database-url postgresql://...  [--limit 10] [--json]
+
+Outbox rows are expected only while younger than BOXOFFICE_OUTBOX_RETENTION_DAYS (housekeeping
+prunes published ones past it); give the checker the same value as housekeeping.
 """
 
 from __future__ import annotations
@@ -31,14 +34,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--database-url", help="default: $BOXOFFICE_DATABASE_URL")
     parser.add_argument("--limit", type=int, default=5, help="offending ids shown per check")
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    parser.add_argument(
+        "--outbox-retention-days", type=int, help="default: $BOXOFFICE_OUTBOX_RETENTION_DAYS"
+    )
     args = parser.parse_args(argv)
     try:
         url = args.database_url or env_value("BOXOFFICE_DATABASE_URL")
+        retention = args.outbox_retention_days or _days(
+            env_value("BOXOFFICE_OUTBOX_RETENTION_DAYS")
+        )
     except ConfigurationError as exc:
         print(f"verify: {exc.detail}", file=sys.stderr)
         return 2
     try:
-        results = run_checks(url, limit=max(1, args.limit))
+        results = run_checks(url, limit=max(1, args.limit), outbox_retention_days=retention)
     except psycopg.Error as exc:
         print(f"verify: cannot read the database: {exc}".strip(), file=sys.stderr)
         return 2
@@ -76,6 +85,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             + (f"; {len(broken)} broken" if broken else "")
         )
     return 1 if broken else 0
+
+
+def _days(raw: str) -> int:
+    try:
+        days = int(raw)
+    except ValueError:
+        days = 0
+    if days < 1:
+        raise ConfigurationError(f"BOXOFFICE_OUTBOX_RETENTION_DAYS must be >= 1, got {raw!r}")
+    return days
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Housekeeping (functions/housekeeping, ADR 13) on a database of its own: a POST prunes exactly
-the expired idempotency keys and the order-event rows older than the retention, in batches,
-counts them in `boxoffice_rows_pruned_total{table}`, and two passes at once prune each row once.
+the expired idempotency keys, the order-event rows older than the retention and the published
+outbox rows older than theirs, in batches, counts them in `boxoffice_rows_pruned_total{table}`,
+and two passes at once prune each row once.
 """
 
 from __future__ import annotations
@@ -98,12 +99,12 @@ def test_a_pass_prunes_expired_keys_and_order_events_past_the_retention_and_noth
 
     assert response.status_code == 200, response.get_data(as_text=True)
     body = json.loads(response.get_data(as_text=True))
-    assert body["pruned"] == {"idempotency_record": 2345, "order_event": 1500}
+    assert body["pruned"] == {"idempotency_record": 2345, "order_event": 1500, "outbox": 0}
     assert body["complete"] is True
     assert left(own_db) == (0, 10, 0, 20)
     assert {t: pruned_total(t) - before[t] for t in TABLES} == body["pruned"]
     again = json.loads(client.post("/", json={}).get_data(as_text=True))
-    assert again["pruned"] == {"idempotency_record": 0, "order_event": 0}
+    assert again["pruned"] == {"idempotency_record": 0, "order_event": 0, "outbox": 0}
 
 
 def test_a_pass_is_bounded_by_its_batch_budget_and_says_it_is_not_complete(
@@ -143,3 +144,57 @@ def test_two_passes_at_once_prune_every_due_row_exactly_once(
     assert sum(r.pruned["idempotency_record"] for r in reports) == 6000
     assert sum(r.pruned["order_event"] for r in reports) == 3000
     assert left(own_db) == (0, 5, 0, 5)
+
+
+def seed_outbox(db: Db) -> dict[str, int]:
+    """Outbox rows of one topic by kind: published 8 days ago (past a 7-day retention), published
+    6 days ago, never published though written 30 days ago (waiting), and dead-lettered 30 days
+    ago. Only the first kind may go."""
+    kinds = {
+        "old_published": (2500, "now() - interval '8 days'", "NULL"),
+        "recent_published": (30, "now() - interval '6 days'", "NULL"),
+        "old_waiting": (20, "NULL", "NULL"),
+        "old_dead_lettered": (5, "NULL", "now() - interval '29 days'"),
+    }
+    with db.transaction():
+        for kind, (n, published, dead) in kinds.items():
+            db.execute(
+                f"""INSERT INTO outbox (id, topic, record_key, event_type, event_source,
+                                        event_time, payload, created_at, published_at,
+                                        dead_lettered_at, last_error)
+                    SELECT gen_random_uuid(), 'it-prune', %s || g, 't', '/it', now(), '{{}}',
+                           now() - interval '30 days', {published}, {dead},
+                           CASE WHEN {dead} IS NULL THEN NULL ELSE 'refused' END
+                      FROM generate_series(1, %s) g""",  # noqa: S608 - fixed SQL
+                (kind, n),
+            )
+    return {kind: n for kind, (n, _, _) in kinds.items()}
+
+
+def outbox_left(db: Db) -> dict[str, int]:
+    rows = db.execute(
+        "SELECT regexp_replace(record_key, '[0-9]+$', ''), count(*) FROM outbox"
+        " WHERE topic = 'it-prune' GROUP BY 1"
+    ).fetchall()
+    return {r[0]: int(r[1]) for r in rows}
+
+
+def test_published_outbox_rows_past_their_retention_are_pruned_and_no_others(
+    client: FlaskClient, own_db: Db, use_settings: Callable[..., bootstrap.Container]
+) -> None:
+    seeded = seed_outbox(own_db)
+    use_settings(prune_batch_size=1000, outbox_retention_days=7)
+    before = pruned_total("outbox")
+
+    response = client.post("/", json={})
+
+    assert response.status_code == 200, response.get_data(as_text=True)
+    body = json.loads(response.get_data(as_text=True))
+    assert body["pruned"]["outbox"] == 2500  # three batches: 1000, 1000, 500
+    assert body["complete"] is True
+    assert outbox_left(own_db) == {k: n for k, n in seeded.items() if k != "old_published"}
+    assert pruned_total("outbox") - before == 2500
+    use_settings(prune_batch_size=1000, outbox_retention_days=5)  # a shorter retention
+    body = json.loads(client.post("/", json={}).get_data(as_text=True))
+    assert body["pruned"]["outbox"] == 30
+    assert set(outbox_left(own_db)) == {"old_waiting", "old_dead_lettered"}

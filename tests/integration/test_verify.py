@@ -12,6 +12,7 @@ outbox rows and processes the cancellation, exactly as the dispatcher would deli
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -311,3 +312,44 @@ def test_an_unreachable_database_exits_2() -> None:
     )
     assert out.returncode == 2, out.stdout + out.stderr
     assert "cannot read the database" in out.stderr
+
+
+def test_a_dead_lettered_outbox_event_is_reported(world: World) -> None:
+    """Kafka refused the pending booking's event for good: the booking was accepted and will
+    not be confirmed until the event is re-driven; verify names the outbox row."""
+    (event_id,) = world.conn.execute(
+        """UPDATE outbox SET dead_lettered_at = now(), attempts = 1,
+                             last_error = 'MessageSizeTooLargeError: test'
+            WHERE record_key = %s RETURNING id::text""",
+        (world.pending,),
+    ).fetchone() or ("",)
+    assert world.broken() == {"outbox_event_not_dead_lettered": [event_id]}
+
+
+def test_outbox_rows_are_expected_only_while_younger_than_the_outbox_retention(
+    world: World,
+) -> None:
+    """Housekeeping prunes published rows past BOXOFFICE_OUTBOX_RETENTION_DAYS: a cancelled
+    booking of 10 days ago without its outbox rows is what pruning leaves (no violation with a
+    7-day retention); with a 30-day retention, or when younger, their absence is reported."""
+    world.conn.execute(
+        """UPDATE booking SET created_at = now() - interval '10 days',
+                              cancelled_at = now() - interval '10 days' WHERE id = %s""",
+        (world.cancelled,),
+    )
+    world.conn.execute("DELETE FROM outbox WHERE record_key = %s", (world.cancelled,))
+    assert world.broken() == {}
+    assert {
+        r.check.name: r.examples
+        for r in run_checks(world.url, outbox_retention_days=30)
+        if not r.ok
+    } == {"cancelled_booking_has_cancelled_event": [world.cancelled]}
+    out = subprocess.run(
+        [sys.executable, "-m", "boxoffice.verify", "--database-url", world.url],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "BOXOFFICE_OUTBOX_RETENTION_DAYS": "30"},
+    )
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "FAIL  cancelled_booking_has_cancelled_event" in out.stdout

@@ -55,3 +55,14 @@ def test_the_batch_budget_bounds_a_pass_and_reports_it_incomplete() -> None:
     assert report.complete is False
     assert store.due["order_event"] == 9500
     assert counted("order_event") - before == 500
+
+
+def test_outbox_rows_are_pruned_with_their_own_retention() -> None:
+    store = FakeStore({"order_event": 5, "outbox": 5})
+    report = prune(
+        store,
+        ("order_event", "outbox"),
+        Policy(batch=10, order_event_retention_days=35, outbox_retention_days=7),
+    )
+    assert report.pruned == {"order_event": 5, "outbox": 5}
+    assert store.calls == [("order_event", 10, 35), ("outbox", 10, 7)]

@@ -3,7 +3,8 @@
 Each call deletes at most `batch` rows in one short transaction: the rows are picked with
 `FOR UPDATE SKIP LOCKED` (rows another transaction holds, e.g. an idempotency key being reused
 right now, are skipped, and two pruning passes running at once take different rows) and deleted
-by `ctid`, so no statement ever holds many locks or runs long.
+by `ctid`, so no statement ever holds many locks or runs long. Outbox rows are pruned only once
+published (never while waiting or dead-lettered), through `outbox_published_idx` (V10).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from boxoffice.adapters.postgres import Database
 _DUE = {
     "idempotency_record": "expires_at < now()",
     "order_event": "processed_at < now() - make_interval(days => %(days)s)",
+    "outbox": "published_at < now() - make_interval(days => %(days)s)",
 }
 TABLES = tuple(_DUE)
 
@@ -25,7 +27,8 @@ class PostgresHousekeeping:
     def prune_batch(self, table: str, batch: int, retention_days: int) -> int:
         """Delete up to `batch` due rows of `table`; the number deleted."""
         due = _DUE[table]
-        with self._database.connection() as conn:
+        # One transaction, so that SET LOCAL applies to the DELETE (in autocommit it would not).
+        with self._database.transaction() as conn:
             conn.execute("SET LOCAL lock_timeout = '2s'")
             cur = conn.execute(
                 f"""DELETE FROM {table} WHERE ctid IN (

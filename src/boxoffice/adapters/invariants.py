@@ -7,6 +7,11 @@ functions (a booking with its seats, allocations, ticket count and outbox row; a
 tickets, the booking's confirmation and its `order_event` row), so a committed snapshot never
 shows a violation in passing. What is only eventually true (a PENDING booking waiting for its
 order, a cancelled booking whose order is not cancelled yet) is not checked.
+
+Housekeeping prunes published outbox rows older than BOXOFFICE_OUTBOX_RETENTION_DAYS, so a
+booking's outbox rows are expected only while younger than that (`outbox_retention_days`, the
+same setting). A dead-lettered outbox row (refused by Kafka for good) is reported: its booking was
+accepted and will not be confirmed until an operator re-drives it (README, "Operations").
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from boxoffice.domain.bookings import CANCELLED_TYPE, CREATED_TYPE
 class Check:
     name: str
     invariant: str
-    sql: str  # -> rows of (offending id text,), at most %(limit)s of them
+    sql: str  # -> rows of (offending id text,); parameters: %(outbox_retention_days)s
 
 
 @dataclass(frozen=True)
@@ -95,17 +100,21 @@ CHECKS: tuple[Check, ...] = (
     ),
     Check(
         "booking_has_created_event",
-        "every booking has its booking.created outbox row (or its order: proof it was published)",
+        "every booking has its booking.created outbox row (or its order: proof it was published)"
+        " while younger than the outbox retention",
         f"""SELECT b.id::text FROM booking b
-            WHERE NOT EXISTS (SELECT 1 FROM outbox o WHERE o.record_key = b.id::text
+            WHERE b.created_at >= now() - make_interval(days => %(outbox_retention_days)s)
+              AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.record_key = b.id::text
                                 AND o.event_type = '{CREATED_TYPE}')
               AND NOT EXISTS (SELECT 1 FROM orders r WHERE r.booking_id = b.id)""",  # noqa: S608
     ),
     Check(
         "cancelled_booking_has_cancelled_event",
-        "every cancelled booking has its booking.cancelled outbox row",
+        "every cancelled booking has its booking.cancelled outbox row while younger than the"
+        " outbox retention",
         f"""SELECT b.id::text FROM booking b
             WHERE b.status = 'CANCELLED'
+              AND b.cancelled_at >= now() - make_interval(days => %(outbox_retention_days)s)
               AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.record_key = b.id::text
                                 AND o.event_type = '{CANCELLED_TYPE}')""",  # noqa: S608
     ),
@@ -115,6 +124,12 @@ CHECKS: tuple[Check, ...] = (
         f"""SELECT o.id::text FROM outbox o
             WHERE o.event_type IN ('{CREATED_TYPE}', '{CANCELLED_TYPE}')
               AND NOT EXISTS (SELECT 1 FROM booking b WHERE b.id::text = o.record_key)""",  # noqa: S608
+    ),
+    Check(
+        "outbox_event_not_dead_lettered",
+        "no outbox event is dead-lettered (refused by Kafka for good: its booking is never"
+        " confirmed until the event is re-driven, README Operations)",
+        """SELECT o.id::text FROM outbox o WHERE o.dead_lettered_at IS NOT NULL""",
     ),
     Check(
         "confirmed_booking_has_one_order",
@@ -149,8 +164,15 @@ CHECKS: tuple[Check, ...] = (
 )
 
 
-def run_checks(url: str, limit: int = 5, checks: tuple[Check, ...] = CHECKS) -> list[Result]:
-    """Every check in one REPEATABLE READ, READ ONLY snapshot of the database at `url`."""
+def run_checks(
+    url: str,
+    limit: int = 5,
+    checks: tuple[Check, ...] = CHECKS,
+    outbox_retention_days: int = 7,
+) -> list[Result]:
+    """Every check in one REPEATABLE READ, READ ONLY snapshot of the database at `url`;
+    `outbox_retention_days` as housekeeping prunes with (BOXOFFICE_OUTBOX_RETENTION_DAYS)."""
+    params = {"limit": limit, "outbox_retention_days": outbox_retention_days}
     with psycopg.connect(url, connect_timeout=10, application_name="boxoffice-verify") as conn:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
@@ -159,8 +181,9 @@ def run_checks(url: str, limit: int = 5, checks: tuple[Check, ...] = CHECKS) -> 
             conn.execute("SET LOCAL statement_timeout = '5min'")
             for check in checks:
                 rows = conn.execute(
-                    f"SELECT COUNT(*) OVER (), v.* FROM ({check.sql}) v ORDER BY 2 LIMIT %s",  # noqa: S608 - fixed SQL
-                    (limit,),
+                    f"SELECT COUNT(*) OVER (), v.* FROM ({check.sql}) v ORDER BY 2"  # noqa: S608
+                    " LIMIT %(limit)s",
+                    params,
                 ).fetchall()
                 count = int(rows[0][0]) if rows else 0
                 results.append(Result(check, count, [str(r[1]) for r in rows]))

@@ -1,6 +1,7 @@
-"""Housekeeping: prune expired idempotency keys and old order-event dedupe rows, in bounded
-batches (docs/adr/0013-housekeeping.md). Run by the `housekeeping` function on a schedule
-(Knative PingSource; locally a periodic trigger started by `stack/boxo up`)."""
+"""Housekeeping: prune expired idempotency keys, old order-event dedupe rows and published outbox
+events past their retention, in bounded batches (docs/adr/0013-housekeeping.md). Run by the
+`housekeeping` function on a schedule (Knative PingSource; locally a periodic trigger started by
+`stack/boxo up`)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,11 @@ class Policy:
     order_event_retention_days: int = 35
     batch: int = 1000
     max_batches: int = 100  # per table and pass: a pass is bounded even with a huge backlog
+    outbox_retention_days: int = 7
+
+    def retention_days(self, table: str) -> int:
+        """Days a row of `table` is kept (idempotency keys: until their own expiry)."""
+        return self.outbox_retention_days if table == "outbox" else self.order_event_retention_days
 
 
 @dataclass
@@ -37,7 +43,7 @@ def prune(store: PruneStore, tables: tuple[str, ...], policy: Policy) -> PruneRe
     for table in tables:
         total = 0
         for _ in range(policy.max_batches):
-            deleted = store.prune_batch(table, policy.batch, policy.order_event_retention_days)
+            deleted = store.prune_batch(table, policy.batch, policy.retention_days(table))
             total += deleted
             metrics.ROWS_PRUNED.labels(table).inc(deleted)
             if deleted < policy.batch:
