@@ -16,7 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import flask
+import functions_framework
 from flask import Request, Response
+from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import MethodNotAllowed as WzMethodNotAllowed
 from werkzeug.exceptions import NotFound as WzNotFound
 from werkzeug.routing import Map, Rule
@@ -104,6 +107,11 @@ class FunctionApp:
         self._handlers: dict[str, Handler] = {}
         self._map: Map | None = None
         self._map_lock = threading.Lock()
+        # functions-framework's own Flask routes answer some requests before `handle` sees them
+        # (its catch-all `<path:path>` does not match a path with a line feed, `/events/%0A`):
+        # with werkzeug's HTML error pages, unless they are problems too. While functions-framework
+        # loads the function's module this registers on its app; elsewhere it does nothing.
+        functions_framework.errorhandler(HTTPException)(self._framework_error)
 
     def route(self, path: str, methods: list[str]) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
@@ -165,6 +173,19 @@ class FunctionApp:
             time.perf_counter() - started
         )
         return response
+
+    def _framework_error(self, exc: HTTPException) -> Response:
+        request = flask.request
+        error: errors.BoxofficeError
+        if exc.code == 404:
+            error = errors.NotFound(f"no route for {request.path}")
+        elif exc.code == 405:
+            error = errors.MethodNotAllowed(f"{request.method} is not allowed on {request.path}")
+        elif exc.code is not None and exc.code < 500:
+            error = errors.BadRequest(exc.description or "")
+        else:
+            error = errors.BoxofficeError("unexpected server error")
+        return self._problem(error, request)
 
     def _ready(self) -> Response:
         if self._readiness is not None:
