@@ -33,7 +33,7 @@ from boxoffice.web import validation as v
 from boxoffice.web.app import RequestContext, json_response
 from boxoffice.web.render import booking_json, booking_with_order_json
 
-app = function_app("create_booking")
+app = function_app("create_booking", publishes_events=True)
 PRIVATE = {"Cache-Control": "private, no-store"}
 OUTCOMES: dict[type[errors.BoxofficeError], str] = {
     errors.SoldOut: "sold_out",

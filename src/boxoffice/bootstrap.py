@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from flask import Request
 
+from boxoffice import errors
 from boxoffice.adapters import postgres
 from boxoffice.adapters.postgres import Database, PostgresUnitOfWork
 from boxoffice.adapters.resilience import Breaker, FailurePredicate
@@ -143,6 +144,17 @@ class Container:
             recovery_timeout=s.breaker_open_seconds,
         )
 
+    def check_event_publishing(self) -> None:
+        """Readiness of a process that writes outbox rows: without Kafka bootstrap servers its
+        events would wait in the outbox forever (accepted bookings never confirmed), so it is
+        not ready (ConfigurationError, 503). A Kafka that is configured but down is no reason:
+        the outbox is there to ride out outages (ADR 5)."""
+        if not self.settings.kafka_servers:
+            raise errors.ConfigurationError(
+                "BOXOFFICE_KAFKA_BOOTSTRAP_SERVERS is empty: booking events would never be "
+                "published, so bookings would never be confirmed"
+            )
+
     @functools.cached_property
     def outbox_relay(self) -> OutboxRelay:
         from boxoffice.adapters.outbox import PostgresOutbox  # noqa: PLC0415 - lazy
@@ -231,7 +243,9 @@ class Container:
 
         s = self.settings
         return Policy(
-            order_event_retention_days=s.order_event_retention_days, batch=s.prune_batch_size
+            order_event_retention_days=s.order_event_retention_days,
+            batch=s.prune_batch_size,
+            outbox_retention_days=s.outbox_retention_days,
         )
 
     @functools.cached_property
@@ -302,14 +316,22 @@ def set_container(new: Container | None) -> None:
     _container = new
 
 
-def function_app(name: str, needs_database: bool = True) -> FunctionApp:
-    """A function's HTTP app wired to the process's composition root (resolved per request)."""
+def function_app(
+    name: str, needs_database: bool = True, publishes_events: bool = False
+) -> FunctionApp:
+    """A function's HTTP app wired to the process's composition root (resolved per request).
+    Its readiness: the database answers (`needs_database`), and Kafka is configured when the
+    function writes outbox rows (`publishes_events`: its relay publishes them)."""
 
     def authenticate(request: Request) -> Principal:
         return container().authenticate(request)
 
-    def database_ready() -> None:
-        container().database.ping()
+    def ready() -> None:
+        c = container()
+        if publishes_events:
+            c.check_event_publishing()
+        if needs_database:
+            c.database.ping()
 
     def problem_base() -> str:
         return container().settings.problem_base_uri
@@ -317,6 +339,6 @@ def function_app(name: str, needs_database: bool = True) -> FunctionApp:
     return FunctionApp(
         name,
         authenticate=authenticate,
-        readiness=database_ready if needs_database else None,
+        readiness=ready if needs_database or publishes_events else None,
         problem_base=problem_base,
     )

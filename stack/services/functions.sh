@@ -19,6 +19,14 @@ BX_FUNCTIONS=(get_event get_customer create_booking consume_order check_in house
 fn_port() { local v="BOXOFFICE_${1^^}_PORT"; echo "${!v}"; }
 fn_present() { grep -qs '^def handler' "$BX_ROOT/functions/$1/main.py"; }
 fn_healthy() { bx_http_ok "http://$BX_HOST:$(fn_port "$1")/healthz" 2>/dev/null; }
+# fn_ready NAME: its readiness probe answers 2xx (database reachable; create_booking: Kafka
+# configured too). `stack/boxo status` shows a live but unready function as unhealthy, and why.
+fn_ready() { bx_http_ok "http://$BX_HOST:$(fn_port "$1")/readyz" 2>/dev/null; }
+# fn_unready_reason NAME: the `detail` of its readiness problem+json (503), e.g. a missing setting.
+fn_unready_reason() {
+  curl -sS --max-time 3 "http://$BX_HOST:$(fn_port "$1")/readyz" 2>&1 |
+    sed -n 's/.*"detail": *"\([^"]*\)".*/\1/p' | head -n1
+}
 
 functions_install() { :; }
 
@@ -48,8 +56,32 @@ functions_healthy() {
   local fn
   for fn in "${BX_FUNCTIONS[@]}"; do
     fn_present "$fn" || continue
-    fn_healthy "$fn" || return 1
+    fn_healthy "$fn" && fn_ready "$fn" || return 1
   done
+}
+
+# Some function serves (live), so an unhealthy one is reported with functions_health_detail.
+functions_running() {
+  local fn
+  for fn in "${BX_FUNCTIONS[@]}"; do
+    fn_present "$fn" || continue
+    fn_healthy "$fn" && return 0
+  done
+  return 1
+}
+
+functions_health_detail() {
+  local fn out=()
+  for fn in "${BX_FUNCTIONS[@]}"; do
+    fn_present "$fn" || continue
+    if ! fn_healthy "$fn"; then
+      out+=("$fn down")
+    elif ! fn_ready "$fn"; then
+      out+=("$fn not ready ($(fn_unready_reason "$fn"))")
+    fi
+  done
+  local IFS=";"
+  echo "${out[*]}"
 }
 
 functions_start() {

@@ -37,10 +37,11 @@ class RunningFunction:
 
 @contextmanager
 def running_function(
-    function: str, log_dir: Path, env: dict[str, str]
+    function: str, log_dir: Path, env: dict[str, str], wait_for: str = "/readyz"
 ) -> Iterator[RunningFunction]:
-    """`function`'s server with `env` over the test's environment; yields once /readyz is 200,
-    and stops the server's process group (main process and workers) afterwards."""
+    """`function`'s server with `env` over the test's environment; yields once `wait_for`
+    (/readyz; /healthz for a server expected not to be ready) is 200, and stops the server's
+    process group (main process and workers) afterwards."""
     port = free_port()
     log = log_dir / f"{function}-{port}.log"
     with log.open("wb") as out:
@@ -58,7 +59,7 @@ def running_function(
         while True:
             assert proc.poll() is None, log.read_text(errors="replace")
             try:
-                if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
+                if requests.get(f"{url}{wait_for}", timeout=2).status_code == 200:
                     break
             except requests.ConnectionError:
                 pass

@@ -22,6 +22,7 @@ import psycopg
 import pytest
 import requests
 from support_databases import fresh_database
+from support_kafka import own_topic
 from support_servers import running_function
 
 from boxoffice import errors
@@ -40,14 +41,13 @@ POOL = 8
 
 @contextmanager
 def create_booking_server(tmp: Path, db_url: str, **env: str) -> Iterator[str]:
-    """create_booking's own server process on `db_url`; yields its base URL once it is ready."""
-    environment = {
-        "BOXOFFICE_DATABASE_URL": db_url,
-        "BOXOFFICE_KAFKA_BOOTSTRAP_SERVERS": "",  # events stay in the outbox
-        **env,
-    }
-    with running_function("create_booking", tmp, environment) as fn:
-        yield fn.url
+    """create_booking's own server process on `db_url`; yields its base URL once it is ready.
+    Its events go to a topic of the test's own (a publishing function is ready only with Kafka
+    configured), never to the stack's."""
+    with own_topic("it-breaker") as kafka:
+        environment = {"BOXOFFICE_DATABASE_URL": db_url, **kafka, **env}
+        with running_function("create_booking", tmp, environment) as fn:
+            yield fn.url
 
 
 def seed(db_url: str, capacity: int) -> uuid.UUID:

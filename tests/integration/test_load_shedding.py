@@ -23,6 +23,7 @@ import psycopg
 import pytest
 import requests
 from support_databases import fresh_database
+from support_kafka import own_topic
 from support_servers import running_function
 
 pytestmark = pytest.mark.integration
@@ -64,15 +65,17 @@ def running_server(tmp: Path, **env: str) -> Iterator[Server]:
                    VALUES (%s, 'Alice', 'alice@example.test', '1 St', 'AB1', 'Town', 'GB')""",
                 (ALICE_SUBJECT,),
             )
-        environment = {
-            "BOXOFFICE_DATABASE_URL": db_url,
-            "BOXOFFICE_MAX_TICKETS_PER_CUSTOMER_PER_EVENT": "100",
-            "BOXOFFICE_KAFKA_BOOTSTRAP_SERVERS": "",  # events stay in the outbox
-            "WORKERS": "1",
-            **env,
-        }
-        with running_function("create_booking", tmp, environment) as fn:
-            yield Server(fn.url, db_url, fn.process, fn.log)
+        # Kafka configured (a publishing function is ready only then), on a topic of the test's own.
+        with own_topic("it-shedding") as kafka:
+            environment = {
+                "BOXOFFICE_DATABASE_URL": db_url,
+                "BOXOFFICE_MAX_TICKETS_PER_CUSTOMER_PER_EVENT": "100",
+                "WORKERS": "1",
+                **kafka,
+                **env,
+            }
+            with running_function("create_booking", tmp, environment) as fn:
+                yield Server(fn.url, db_url, fn.process, fn.log)
 
 
 def make_event(db_url: str) -> uuid.UUID:
