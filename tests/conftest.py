@@ -4,18 +4,12 @@ connection details come from the environment that `make test` exports from `.sta
 from __future__ import annotations
 
 import os
-import subprocess
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import psycopg
 import pytest
 import requests
 from hypothesis import settings
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,72 +89,3 @@ def access_token(token_for: Callable[..., dict[str, str]]) -> Callable[[str], st
 def stack_env() -> Callable[[str], str]:
     """`stack_env(NAME)`: a variable of the running stack's environment, or a clear failure."""
     return require_env
-
-
-# -- a database of its own, for tests that break invariants on purpose -------------------------
-
-
-class ScratchDatabase:
-    """A fresh database next to the dev one, migrated with the project's migrations and loaded
-    with the demo data; dropped afterwards. `url` is its libpq URL."""
-
-    def __init__(self, admin_url: str, name: str) -> None:
-        params = conninfo_to_dict(admin_url)
-        params["dbname"] = name
-        self.admin_url = admin_url
-        self.name = name
-        self.url = make_conninfo("", **params)
-
-    def connect(self) -> psycopg.Connection[Any]:
-        return psycopg.connect(self.url, autocommit=True)
-
-    def drop(self) -> None:
-        with psycopg.connect(self.admin_url, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name))
-            )
-
-
-@pytest.fixture(scope="session")
-def scratch_template() -> Iterator[ScratchDatabase]:
-    """One database per test session migrated by Flyway (`stack/boxo migrate --database`) with
-    the demo data: the template every scratch database is copied from (a copy takes ~0.1 s,
-    a Flyway run a JVM start). Dropped at the end of the session."""
-    admin_url = require_env("BOXOFFICE_DATABASE_URL")
-    template = ScratchDatabase(admin_url, f"bx_test_template_{os.getpid()}_{uuid.uuid4().hex[:6]}")
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(template.name)))
-    try:
-        out = subprocess.run(
-            [str(ROOT / "stack" / "boxo"), "migrate", "--database", template.name],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=180,
-        )
-        assert out.returncode == 0, f"flyway migration failed:\n{out.stdout}\n{out.stderr}"
-        with template.connect() as conn:
-            conn.execute((ROOT / "db" / "demo" / "demo.sql").read_bytes())
-        yield template
-    finally:
-        template.drop()
-
-
-@pytest.fixture
-def scratch_db(scratch_template: ScratchDatabase) -> Iterator[ScratchDatabase]:
-    """A database of the test's own (a copy of the migrated, demo-loaded template), for tests
-    that write rows the functions never would. Dropped after the test, so the dev database
-    stays consistent (`make test` ends with `stack/boxo verify` on it)."""
-    db = ScratchDatabase(
-        scratch_template.admin_url, f"bx_test_{os.getpid()}_{uuid.uuid4().hex[:10]}"
-    )
-    with psycopg.connect(scratch_template.admin_url, autocommit=True) as admin:
-        admin.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(db.name), sql.Identifier(scratch_template.name)
-            )
-        )
-    try:
-        yield db
-    finally:
-        db.drop()

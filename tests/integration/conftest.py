@@ -22,6 +22,7 @@ import functions_framework
 import psycopg
 import pytest
 from flask.testing import FlaskClient
+from support_databases import TEMPLATES, ScratchDatabase, scratch_database, template
 from support_tokens import LocalJwks, LocalKey
 from werkzeug.test import TestResponse
 
@@ -214,6 +215,27 @@ def dead_url() -> str:
     return f"http://127.0.0.1:{port}/certs"
 
 
+def pytest_sessionfinish() -> None:
+    """The template databases (support_databases) go with the session that made them."""
+    TEMPLATES.drop()
+
+
+@pytest.fixture(scope="session")
+def scratch_template() -> ScratchDatabase:
+    """The session's database migrated by Flyway with the demo data (support_databases): what
+    every `scratch_db` is copied from. Never written to."""
+    return template(demo=True)
+
+
+@pytest.fixture
+def scratch_db(scratch_template: ScratchDatabase) -> Iterator[ScratchDatabase]:
+    """A database of the test's own (a copy of the Flyway-migrated, demo-loaded template), for
+    tests that write rows the functions never would. Dropped after the test, so the dev database
+    stays consistent (`make test` ends with `stack/boxo verify` on it)."""
+    with scratch_database("bx_test", demo=True) as db:
+        yield db
+
+
 @pytest.fixture
 def dev_db() -> Iterator[psycopg.Connection[Any]]:
     """`db` of the dev database, for modules that override `db` with `own_db`."""
@@ -228,7 +250,7 @@ def own_db(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[psycopg.Connection[Any]]:
     """For tests that write rows the functions never would (bookings without seats or outbox
-    rows, statuses set by hand): a database of the test's own (tests/conftest.py `scratch_db`),
+    rows, statuses set by hand): a database of the test's own (`scratch_db`),
     used by the in-process functions (container swapped) and by any function process the test
     starts (BOXOFFICE_DATABASE_URL). Kafka is switched off, so nothing it does is published to
     the stack's topics. Dropped afterwards: the dev database stays consistent."""

@@ -1,16 +1,26 @@
-"""Databases of a test's own: a fresh database next to the dev one, migrated, dropped after.
+"""Databases of a test's own, next to the dev one, always migrated by the stack's Flyway
+(`stack/flyway` with the settings of `stack/boxo migrate`), whatever db/migrations holds
+(versioned and repeatable migrations, callbacks): the one place the tests make throw-away
+databases (imported by the integration tests as `support_databases`).
 
 For tests that break invariants on purpose, write what the dev database must not keep, or need a
-known empty state (imported by the integration tests as `support_databases`)."""
+known empty state. Flyway (a JVM start, seconds) runs once per test session, on a template
+database; each throw-away database is a copy of it (`CREATE DATABASE ... TEMPLATE`, a fraction of
+a second). The demo data (db/demo/demo.sql) is loaded once too, into a second template copied
+from the first. Templates are dropped at the end of the session (tests/integration/conftest.py)."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import json
 import os
-import re
+import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -18,52 +28,172 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 ROOT = Path(__file__).resolve().parents[2]
+FLYWAY = ROOT / "stack" / "flyway"
+MIGRATIONS = ROOT / "db" / "migrations"
+DEMO = ROOT / "db" / "demo" / "demo.sql"
 
 
-def migrations() -> list[Path]:
-    """db/migrations in Flyway's order: the versioned ones by version, then the repeatable ones
-    (`R__name.sql`, e.g. the booking rules) by name."""
-
-    def version(p: Path) -> tuple[int, ...]:
-        found = re.match(r"V([\d_.]+)__", p.name)
-        assert found, p
-        return tuple(int(x) for x in re.split(r"[._]", found.group(1)) if x)
-
-    folder = ROOT / "db" / "migrations"
-    return sorted(folder.glob("V*__*.sql"), key=version) + sorted(folder.glob("R__*.sql"))
-
-
-@contextlib.contextmanager
-def fresh_database(prefix: str = "bx_test") -> Iterator[str]:
-    """A new database next to the dev one, with every migration applied (as plain SQL, which is
-    what Flyway runs); dropped afterwards. For tests that write what the dev database must not
-    see, or that need a known empty state. Yields its URL."""
-    shared = _dev_database_url()
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(shared, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    params = conninfo_to_dict(shared)
-    params["dbname"] = name
-    url = make_conninfo(**params)
-    try:
-        with psycopg.connect(url, autocommit=True) as conn:
-            for migration in migrations():
-                conn.execute(migration.read_text(encoding="utf-8").encode())
-        yield url
-    finally:
-        with psycopg.connect(shared, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-
-
-def _dev_database_url() -> str:
+def admin_url() -> str:
+    """The dev database's URL (its role may create databases): where throw-away ones are made."""
     url = os.environ.get("BOXOFFICE_DATABASE_URL", "")
     if not url:
         pytest.fail(
             "BOXOFFICE_DATABASE_URL is not set: run the tests with `make test`", pytrace=False
         )
     return url
+
+
+def url_of(name: str) -> str:
+    """The libpq URL of database `name` on the dev database's server."""
+    params = conninfo_to_dict(admin_url())
+    params["dbname"] = name
+    return make_conninfo("", **params)
+
+
+def flyway(name: str, *args: str, locations: Path = MIGRATIONS) -> subprocess.CompletedProcess[str]:
+    """The stack's Flyway against database `name` with the project's settings (those of
+    `stack/boxo migrate`: db/migrations, naming validated, no baseline, clean disabled) and
+    `args` (e.g. "migrate", "-outputType=json", "info"); `locations`: another migrations folder."""
+    params = conninfo_to_dict(admin_url())
+    host, port = params.get("host", "127.0.0.1"), params.get("port", 5432)
+    return subprocess.run(
+        [
+            str(FLYWAY),
+            f"-url=jdbc:postgresql://{host}:{port}/{name}",
+            f"-user={params['user']}",
+            f"-password={params['password']}",
+            f"-locations=filesystem:{locations}",
+            "-validateMigrationNaming=true",
+            "-baselineOnMigrate=false",
+            "-cleanDisabled=true",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def migrate(name: str) -> dict[str, Any]:
+    """`flyway migrate` on database `name`: its JSON report; fails the test if Flyway does."""
+    out = flyway(name, "-outputType=json", "migrate")
+    assert out.returncode == 0, f"flyway migrate failed:\n{out.stdout}\n{out.stderr}"
+    report: dict[str, Any] = json.loads(out.stdout)
+    assert report["success"] is True, report
+    return report
+
+
+def _create(name: str, template: str | None = None) -> None:
+    statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template:
+        statement = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.Identifier(name), sql.Identifier(template)
+        )
+    with psycopg.connect(admin_url(), autocommit=True) as admin:
+        admin.execute(statement)
+
+
+def _drop(name: str) -> None:
+    with psycopg.connect(admin_url(), autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+def _new_name(prefix: str) -> str:
+    return f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:10]}"
+
+
+@contextlib.contextmanager
+def empty_database(prefix: str = "bx_test") -> Iterator[str]:
+    """A new, empty database (nothing migrated), dropped afterwards even with connections open:
+    for the tests of the migrations themselves. Yields its name."""
+    name = _new_name(prefix)
+    _create(name)
+    try:
+        yield name
+    finally:
+        _drop(name)
+
+
+class _Templates:
+    """The session's template databases, made on first use: `migrated` (Flyway on an empty
+    database) and `demo` (a copy of it with the demo data)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._names: dict[str, str] = {}
+
+    def get(self, kind: str) -> str:
+        with self._lock:
+            if kind not in self._names:
+                name = _new_name(f"bx_template_{kind}")
+                if kind == "migrated":
+                    _create(name)
+                    self._names[kind] = name
+                    migrate(name)
+                else:
+                    _create(name, template=self.get("migrated"))
+                    self._names[kind] = name
+                    with psycopg.connect(url_of(name), autocommit=True) as conn:
+                        conn.execute(DEMO.read_bytes())
+            return self._names[kind]
+
+    def drop(self) -> None:
+        with self._lock:
+            for name in reversed(list(self._names.values())):
+                with contextlib.suppress(psycopg.Error, pytest.fail.Exception):
+                    _drop(name)
+            self._names.clear()
+
+
+TEMPLATES = _Templates()
+atexit.register(TEMPLATES.drop)  # also when a run ends without pytest_sessionfinish
+
+
+class ScratchDatabase:
+    """A database of a test's own: `name`, `url`; dropped by `drop()`."""
+
+    def __init__(self, admin_url: str, name: str) -> None:
+        params = conninfo_to_dict(admin_url)
+        params["dbname"] = name
+        self.admin_url = admin_url
+        self.name = name
+        self.url = make_conninfo("", **params)
+
+    def connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.url, autocommit=True)
+
+    def drop(self) -> None:
+        _drop(self.name)
+
+
+def template(demo: bool = False) -> ScratchDatabase:
+    """The session's Flyway-migrated template database (with the demo data if `demo`). Copy it,
+    never write to it: a copy is made only while nobody is connected to it."""
+    return ScratchDatabase(admin_url(), TEMPLATES.get("demo" if demo else "migrated"))
+
+
+@contextlib.contextmanager
+def scratch_database(prefix: str = "bx_test", *, demo: bool = False) -> Iterator[ScratchDatabase]:
+    """A new database migrated by Flyway with every migration in db/migrations (a copy of the
+    session's template), and loaded with the demo data if `demo`; dropped afterwards (even with
+    connections open)."""
+    db = ScratchDatabase(admin_url(), _new_name(prefix))
+    _create(db.name, template=TEMPLATES.get("demo" if demo else "migrated"))
+    try:
+        yield db
+    finally:
+        db.drop()
+
+
+@contextlib.contextmanager
+def fresh_database(prefix: str = "bx_test", *, demo: bool = False) -> Iterator[str]:
+    """`scratch_database`'s URL: for tests that write what the dev database must not see, or
+    that need a known empty state."""
+    with scratch_database(prefix, demo=demo) as db:
+        yield db.url
 
 
 # What a customer's hand-made rows touch, children first (no foreign key here cascades but

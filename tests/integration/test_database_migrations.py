@@ -7,8 +7,6 @@ run works in its own throw-away database (the `boxoffice` role has CREATEDB), dr
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -18,13 +16,13 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg import errors, sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+import support_databases
+from psycopg import errors
+from psycopg.conninfo import make_conninfo
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-FLYWAY = ROOT / "stack" / "flyway"
 MIGRATIONS = ROOT / "db" / "migrations"
 CORE_TABLES = {
     "venue",
@@ -49,48 +47,16 @@ EVENT_CAPACITY = 10
 
 
 def _database_url() -> str:
-    url = os.environ.get("BOXOFFICE_DATABASE_URL")
-    if not url:
-        pytest.fail(
-            "BOXOFFICE_DATABASE_URL is not set: start the stack (`stack/boxo up`) and export "
-            "its environment (`set -a; . .state/env; set +a`)",
-            pytrace=False,
-        )
-    return url
+    return support_databases.admin_url()
 
 
 def _flyway(dbname: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run stack/flyway against DBNAME with the project's migration settings."""
-    params = conninfo_to_dict(_database_url())
-    jdbc_url = (
-        f"jdbc:postgresql://{params.get('host', '127.0.0.1')}:{params.get('port', 5432)}/{dbname}"
-    )
-    return subprocess.run(
-        [
-            str(FLYWAY),
-            f"-url={jdbc_url}",
-            f"-user={params['user']}",
-            f"-password={params['password']}",
-            f"-locations=filesystem:{MIGRATIONS}",
-            "-validateMigrationNaming=true",
-            "-baselineOnMigrate=false",
-            "-cleanDisabled=true",
-            "-outputType=json",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    """The stack's Flyway against DBNAME with the project's settings (support_databases)."""
+    return support_databases.flyway(dbname, "-outputType=json", *args)
 
 
 def _migrate(dbname: str) -> dict[str, Any]:
-    result = _flyway(dbname, "migrate")
-    assert result.returncode == 0, f"flyway migrate failed:\n{result.stdout}\n{result.stderr}"
-    report: dict[str, Any] = json.loads(result.stdout)
-    assert report["success"] is True, report
-    return report
+    return support_databases.migrate(dbname)
 
 
 def _history(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
@@ -103,17 +69,8 @@ def _history(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
 @pytest.fixture(scope="module")
 def database() -> Iterator[str]:
     """A throw-away empty database, dropped (even with open connections) at the end."""
-    url = _database_url()
-    name = f"bx_migtest_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
+    with support_databases.empty_database("bx_migtest") as name:
         yield name
-    finally:
-        with psycopg.connect(url, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 @pytest.fixture(scope="module")
