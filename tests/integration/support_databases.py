@@ -75,6 +75,18 @@ def flyway(name: str, *args: str, locations: Path = MIGRATIONS) -> subprocess.Co
     )
 
 
+def stack_migrate(name: str) -> subprocess.CompletedProcess[str]:
+    """`stack/boxo migrate --database NAME`: how the stack (and, with the same Flyway settings,
+    the chart's job) migrates database `name` with db/migrations as it is."""
+    return subprocess.run(
+        [str(ROOT / "stack" / "boxo"), "migrate", "--database", name],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
 def migrate(name: str) -> dict[str, Any]:
     """`flyway migrate` on database `name`: its JSON report; fails the test if Flyway does."""
     out = flyway(name, "-outputType=json", "migrate")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 import uuid
 from collections.abc import Callable, Iterator
@@ -32,6 +31,7 @@ from urllib.parse import quote
 import functions_framework
 import psycopg
 import pytest
+import support_databases
 import yaml
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
@@ -124,20 +124,10 @@ OPERATIONS = _operations()
 
 
 @pytest.fixture(scope="module")
-def database(scratch_template: Any) -> Iterator[str]:
-    """A copy of the migrated, demo-loaded template, used by the in-process functions."""
-    name = f"bx_test_props_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(scratch_template.admin_url, autocommit=True) as admin:
-        admin.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(name), sql.Identifier(scratch_template.name)
-            )
-        )
-    db = type(scratch_template)(scratch_template.admin_url, name)
-    try:
-        yield db.url
-    finally:
-        db.drop()
+def database() -> Iterator[str]:
+    """A copy of the Flyway-migrated, demo-loaded template, used by the in-process functions."""
+    with support_databases.fresh_database("bx_test_props", demo=True) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

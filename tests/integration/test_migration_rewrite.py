@@ -10,22 +10,20 @@ compared with `pg_dump --schema-only`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+import support_databases
+from psycopg.conninfo import make_conninfo
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-BOXO = ROOT / "stack" / "boxo"
-FLYWAY = ROOT / "stack" / "flyway"
 # The last commit whose db/migrations held the functions in the versioned migrations.
 BEFORE_REWRITE = "5f41cdcc5b97ae715e1ab87519a8478924af0c19"
 CALLBACK = "beforeValidate__rewritten_migrations.sql"
@@ -93,57 +91,20 @@ def rewritten_migrations(old_migrations: Path, tmp_path_factory: pytest.TempPath
 
 
 @pytest.fixture
-def databases() -> Iterator[list[str]]:
-    """Names of throw-away databases a test creates (with `create`), all dropped at the end."""
-    made: list[str] = []
-    yield made
-    with psycopg.connect(_dev_url(), autocommit=True) as admin:
-        for name in made:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-
-
-def create(databases: list[str]) -> str:
-    name = f"bx_rewrite_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(_dev_url(), autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    databases.append(name)
-    return name
+def databases() -> Iterator[Callable[[], str]]:
+    """Makes throw-away empty databases (support_databases.empty_database), all dropped at the
+    end of the test."""
+    with contextlib.ExitStack() as stack:
+        yield lambda: stack.enter_context(support_databases.empty_database("bx_rewrite"))
 
 
 def flyway_migrate(database: str, locations: Path) -> None:
     """Flyway with the stack's settings, from a folder of migrations other than db/migrations."""
-    params = conninfo_to_dict(_dev_url())
-    result = subprocess.run(
-        [
-            str(FLYWAY),
-            f"-url=jdbc:postgresql://{params['host']}:{params['port']}/{database}",
-            f"-user={params['user']}",
-            f"-password={params['password']}",
-            f"-locations=filesystem:{locations}",
-            "-validateMigrationNaming=true",
-            "-baselineOnMigrate=false",
-            "-cleanDisabled=true",
-            "migrate",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    result = support_databases.flyway(database, "migrate", locations=locations)
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
 
 
-def stack_migrate(database: str) -> subprocess.CompletedProcess[str]:
-    """`stack/boxo migrate --database NAME`: how the stack migrates (db/migrations, as it is)."""
-    return subprocess.run(
-        [str(BOXO), "migrate", "--database", database],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+stack_migrate = support_databases.stack_migrate
 
 
 def schema(database: str) -> str:
@@ -178,9 +139,9 @@ def history(database: str) -> list[tuple[str | None, str, int]]:
 
 
 def test_the_rewritten_migrations_give_a_new_database_the_schema_the_old_ones_gave(
-    old_migrations: Path, rewritten_migrations: Path, databases: list[str]
+    old_migrations: Path, rewritten_migrations: Path, databases: Callable[[], str]
 ) -> None:
-    before, after = create(databases), create(databases)
+    before, after = databases(), databases()
     flyway_migrate(before, old_migrations)
     flyway_migrate(after, rewritten_migrations)
     assert "CREATE FUNCTION" in schema(after)  # the dump holds the functions' definitions
@@ -188,9 +149,9 @@ def test_the_rewritten_migrations_give_a_new_database_the_schema_the_old_ones_ga
 
 
 def test_a_database_migrated_before_the_rewrite_migrates_the_stacks_way_and_ends_the_same(
-    old_migrations: Path, databases: list[str]
+    old_migrations: Path, databases: Callable[[], str]
 ) -> None:
-    old, new = create(databases), create(databases)
+    old, new = databases(), databases()
     flyway_migrate(old, old_migrations)
     recorded_before = {script: checksum for _, script, checksum in history(old)}
 
@@ -214,9 +175,9 @@ def test_a_database_migrated_before_the_rewrite_migrates_the_stacks_way_and_ends
 
 
 def test_a_versioned_migration_changed_in_any_other_way_still_fails_validation(
-    old_migrations: Path, databases: list[str]
+    old_migrations: Path, databases: Callable[[], str]
 ) -> None:
-    old = create(databases)
+    old = databases()
     flyway_migrate(old, old_migrations)
     with psycopg.connect(make_conninfo(_dev_url(), dbname=old), autocommit=True) as conn:
         # V3 as if it had been applied from a file nobody recorded (edited since, by anyone).
