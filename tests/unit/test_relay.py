@@ -456,4 +456,3 @@ def test_later_events_of_a_dead_lettered_key_wait_until_it_is_re_driven() -> Non
     assert store.rows[created.id].attempts == 0
     assert relay.drain(limit=10).published == 2
     assert publisher.sent == [created.id, cancelled.id]
-
