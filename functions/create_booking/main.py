@@ -28,7 +28,7 @@ from boxoffice.domain.identity import CUSTOMER_ROLE, Principal
 from boxoffice.errors import FieldError
 from boxoffice.services import bookings, orders
 from boxoffice.services.ports import Booked, BookingView
-from boxoffice.web import metrics
+from boxoffice import metrics
 from boxoffice.web import validation as v
 from boxoffice.web.app import RequestContext, json_response
 from boxoffice.web.render import booking_json, booking_with_order_json

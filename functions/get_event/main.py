@@ -29,7 +29,7 @@ from boxoffice.domain.catalogue import (
 from boxoffice.domain.identity import ADMIN_ROLE
 from boxoffice.errors import FieldError
 from boxoffice.services import catalogue
-from boxoffice.web import metrics
+from boxoffice import metrics
 from boxoffice.web import validation as v
 from boxoffice.web.app import RequestContext, cacheable_json, json_response
 from boxoffice.web.render import event_json, venue_json

@@ -27,7 +27,7 @@ from boxoffice.domain.waiting_room import (
     line_retry_after,
 )
 from boxoffice.services import waiting_room
-from boxoffice.web import metrics
+from boxoffice import metrics
 from boxoffice.web import validation as v
 from boxoffice.web.app import RequestContext, cacheable_json, json_response
 from boxoffice.web.render import line_json, place_json

@@ -36,7 +36,7 @@ from boxoffice.domain.waiting_room import LineState
 from boxoffice.errors import BoxofficeError
 from boxoffice.services import waiting_room
 from boxoffice.services.ports import Tick
-from boxoffice.web import metrics
+from boxoffice import metrics
 
 log = logging.getLogger("boxoffice.admission")
 

@@ -38,7 +38,7 @@ from werkzeug.test import TestResponse
 from boxoffice import bootstrap
 from boxoffice.domain.bookings import Booking
 from boxoffice.domain.tickets import TicketSigner, load_signer
-from boxoffice.web import metrics
+from boxoffice import metrics
 from boxoffice.web.validation import validate
 
 pytestmark = pytest.mark.integration

@@ -41,7 +41,7 @@ from boxoffice import bootstrap, errors
 from boxoffice.adapters.ticket_pdf import PdfTicketRenderer
 from boxoffice.domain.bookings import Booking, BookingStatus
 from boxoffice.services import orders
-from boxoffice.web import metrics
+from boxoffice import metrics
 from boxoffice.web.validation import validate
 from pdf_tickets import read_ticket_pdf
 

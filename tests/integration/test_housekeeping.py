@@ -21,7 +21,7 @@ from flask.testing import FlaskClient
 from boxoffice import bootstrap
 from boxoffice.adapters.housekeeping import TABLES
 from boxoffice.services import housekeeping
-from boxoffice.web import metrics
+from boxoffice import metrics
 
 pytestmark = pytest.mark.integration
 

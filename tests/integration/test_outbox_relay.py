@@ -35,7 +35,7 @@ from boxoffice.adapters.postgres import Database
 from boxoffice.relay import main as relay_main
 from boxoffice.services.ports import PendingEvent
 from boxoffice.services.relay import BackgroundRelay, OutboxRelay
-from boxoffice.web import metrics
+from boxoffice import metrics
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,7 @@ a per-table batch budget that bounds a pass, and the rows-pruned metric."""
 from __future__ import annotations
 
 from boxoffice.services.housekeeping import Policy, prune
-from boxoffice.web import metrics
+from boxoffice import metrics
 
 
 class FakeStore:

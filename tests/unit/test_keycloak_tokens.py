@@ -18,7 +18,7 @@ from jwt.algorithms import RSAAlgorithm
 
 from boxoffice import errors
 from boxoffice.adapters.keycloak import JwksCache, JwtVerifier
-from boxoffice.web import metrics
+from boxoffice import metrics
 
 ISSUER = "http://127.0.0.1:28080/realms/boxoffice"
 AUDIENCE = "boxoffice-api"

@@ -23,7 +23,7 @@ from boxoffice.services.ports import (
     Published,
 )
 from boxoffice.services.relay import BackgroundRelay, OutboxRelay
-from boxoffice.web import metrics
+from boxoffice import metrics
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 

@@ -22,7 +22,7 @@ from boxoffice.adapters import keycloak, postgres
 from boxoffice.adapters.keycloak import JwksCache
 from boxoffice.adapters.postgres import Database
 from boxoffice.adapters.resilience import Breaker
-from boxoffice.web import metrics
+from boxoffice import metrics
 
 
 class Boom(Exception):

@@ -13,7 +13,7 @@ from flask import Response
 
 from boxoffice import errors
 from boxoffice.domain.identity import Principal
-from boxoffice.web import metrics
+from boxoffice import metrics
 from boxoffice.web.app import FunctionApp, RequestContext, json_response
 
 FLASK = flask.Flask(__name__)

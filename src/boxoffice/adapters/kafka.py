@@ -30,7 +30,7 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 
 from boxoffice import errors
 from boxoffice.services.ports import EventRejected, PendingEvent
-from boxoffice.web import metrics
+from boxoffice import metrics
 
 log = logging.getLogger("boxoffice.kafka")
 

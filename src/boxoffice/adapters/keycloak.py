@@ -31,7 +31,7 @@ import jwt
 from boxoffice import errors
 from boxoffice.adapters.resilience import Breaker
 from boxoffice.domain.identity import Principal
-from boxoffice.web import metrics
+from boxoffice import metrics
 
 ALGORITHM = "RS256"
 EMPTY_CACHE_RETRY_SECONDS = 1.0

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from circuitbreaker import STATE_HALF_OPEN, STATE_OPEN, CircuitBreaker
 
 from boxoffice import errors
-from boxoffice.web import metrics
+from boxoffice import metrics
 
 DEFAULT_FAILURE_THRESHOLD = 4
 DEFAULT_RECOVERY_SECONDS = 5.0

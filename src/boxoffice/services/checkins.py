@@ -24,7 +24,7 @@ from boxoffice.domain.checkins import (
 )
 from boxoffice.domain.tickets import LegacyCode, TicketKeys, parse_code
 from boxoffice.services.ports import CheckInUnitOfWorkFactory
-from boxoffice.web import metrics
+from boxoffice import metrics
 
 _DETAILS = {
     ScanOutcome.ADMITTED: "admitted",

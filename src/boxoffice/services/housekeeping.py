@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from boxoffice.web import metrics
+from boxoffice import metrics
 
 
 class PruneStore(Protocol):

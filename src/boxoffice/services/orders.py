@@ -42,7 +42,7 @@ from boxoffice.services.ports import (
     OrderStore,
     Processed,
 )
-from boxoffice.web import metrics
+from boxoffice import metrics
 
 if TYPE_CHECKING:
     from boxoffice.domain.tickets import TicketSigner

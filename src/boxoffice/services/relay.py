@@ -35,7 +35,7 @@ from boxoffice.services.ports import (
     PendingEvent,
     Published,
 )
-from boxoffice.web import metrics
+from boxoffice import metrics
 
 log = logging.getLogger("boxoffice.relay")
 

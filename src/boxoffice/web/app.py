@@ -25,7 +25,8 @@ from werkzeug.exceptions import NotFound as WzNotFound
 from werkzeug.routing import Map, Rule
 
 from boxoffice import errors
-from boxoffice.web import metrics, problems
+from boxoffice import metrics
+from boxoffice.web import problems
 from boxoffice.web.auth import Principal
 
 log = logging.getLogger("boxoffice.web")

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from boxoffice.errors import Overloaded
-from boxoffice.web import metrics
+from boxoffice import metrics
 from boxoffice.web.problems import PROBLEM_JSON, problem_body
 
 StartResponse = Callable[..., Any]
