@@ -13,12 +13,12 @@ from typing import Any
 import functions_framework
 from flask import Request, Response
 
-from boxoffice.bootstrap import container
+from boxoffice.bootstrap import container, function_app
 from boxoffice.domain.checkins import Scan, Station
 from boxoffice.domain.identity import SCANNER_ROLE
 from boxoffice.services import checkins
 from boxoffice.web import validation as v
-from boxoffice.web.app import FunctionApp, RequestContext, json_response
+from boxoffice.web.app import RequestContext, json_response
 from boxoffice.web.render import scan_json, summary_json
 
 PRIVATE = {"Cache-Control": "private, no-store"}
@@ -26,18 +26,8 @@ KEYS_MAX_AGE = 300
 BATCH_MAX_BYTES = 256 * 1024
 
 
-def _ready() -> None:
-    c = container()
-    c.ticket_keys  # noqa: B018 - raises ConfigurationError (503) when no key is configured
-    c.database.ping()
-
-
-app = FunctionApp(
-    "check_in",
-    authenticate=lambda request: container().authenticate(request),
-    readiness=_ready,
-    problem_base=lambda: container().settings.problem_base_uri,
-)
+# Ready when its ticket keys are configured and the database answers.
+app = function_app("check_in", needs=lambda c: c.ticket_keys)
 
 
 def _station(ctx: RequestContext, body: dict[str, Any]) -> Station:

@@ -15,25 +15,15 @@ import functions_framework
 from flask import Request, Response
 
 from boxoffice import errors
-from boxoffice.bootstrap import container
+from boxoffice.bootstrap import container, function_app
 from boxoffice.services import orders
-from boxoffice.web.app import FunctionApp, RequestContext, json_response
+from boxoffice.web.app import RequestContext, json_response
 
 MAX_EVENT_BYTES = 64 * 1024
 
 
-def _ready() -> None:
-    c = container()
-    c.ticket_signer  # noqa: B018 - raises ConfigurationError (503) when missing
-    c.database.ping()
-
-
-app = FunctionApp(
-    "consume_order",
-    authenticate=lambda request: container().authenticate(request),
-    readiness=_ready,
-    problem_base=lambda: container().settings.problem_base_uri,
-)
+# Ready when its ticket-signing key is configured and the database answers.
+app = function_app("consume_order", needs=lambda c: c.ticket_signer)
 
 
 @app.route("/", methods=["POST"])

@@ -13,7 +13,7 @@ from typing import Any
 import functions_framework
 from flask import Request, Response
 
-from boxoffice import errors
+from boxoffice import errors, metrics
 from boxoffice.adapters.admission_tokens import HEADER as ADMISSION_HEADER
 from boxoffice.bootstrap import container, function_app
 from boxoffice.domain.bookings import (
@@ -28,7 +28,6 @@ from boxoffice.domain.identity import CUSTOMER_ROLE, Principal
 from boxoffice.errors import FieldError
 from boxoffice.services import bookings, orders
 from boxoffice.services.ports import Booked, BookingView
-from boxoffice import metrics
 from boxoffice.web import validation as v
 from boxoffice.web.app import RequestContext, json_response
 from boxoffice.web.render import booking_json, booking_with_order_json

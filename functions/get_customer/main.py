@@ -9,11 +9,11 @@ from __future__ import annotations
 import functions_framework
 from flask import Request, Response
 
+from boxoffice import metrics
 from boxoffice.bootstrap import container, function_app
 from boxoffice.domain.customers import Address, Profile
 from boxoffice.domain.identity import CUSTOMER_ROLE
 from boxoffice.services import customers
-from boxoffice import metrics
 from boxoffice.web import validation as v
 from boxoffice.web.app import RequestContext, json_response
 from boxoffice.web.render import customer_json

@@ -15,7 +15,7 @@ from typing import Any
 import functions_framework
 from flask import Request, Response
 
-from boxoffice import errors
+from boxoffice import errors, metrics
 from boxoffice.bootstrap import container, function_app
 from boxoffice.domain.catalogue import (
     DEFAULT_PAGE_SIZE,
@@ -29,7 +29,6 @@ from boxoffice.domain.catalogue import (
 from boxoffice.domain.identity import ADMIN_ROLE
 from boxoffice.errors import FieldError
 from boxoffice.services import catalogue
-from boxoffice import metrics
 from boxoffice.web import validation as v
 from boxoffice.web.app import RequestContext, cacheable_json, json_response
 from boxoffice.web.render import event_json, venue_json

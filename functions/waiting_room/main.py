@@ -16,7 +16,7 @@ from decimal import Decimal
 import functions_framework
 from flask import Request, Response
 
-from boxoffice import errors
+from boxoffice import errors, metrics
 from boxoffice.bootstrap import container, function_app
 from boxoffice.domain.identity import ADMIN_ROLE, CUSTOMER_ROLE
 from boxoffice.domain.waiting_room import (
@@ -27,7 +27,6 @@ from boxoffice.domain.waiting_room import (
     line_retry_after,
 )
 from boxoffice.services import waiting_room
-from boxoffice import metrics
 from boxoffice.web import validation as v
 from boxoffice.web.app import RequestContext, cacheable_json, json_response
 from boxoffice.web.render import line_json, place_json

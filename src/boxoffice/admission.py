@@ -31,12 +31,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from typing import Any
 
+from boxoffice import metrics
 from boxoffice.bootstrap import Container
 from boxoffice.domain.waiting_room import LineState
 from boxoffice.errors import BoxofficeError
 from boxoffice.services import waiting_room
 from boxoffice.services.ports import Tick
-from boxoffice import metrics
 
 log = logging.getLogger("boxoffice.admission")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
@@ -317,17 +318,24 @@ def set_container(new: Container | None) -> None:
 
 
 def function_app(
-    name: str, needs_database: bool = True, publishes_events: bool = False
+    name: str,
+    needs_database: bool = True,
+    publishes_events: bool = False,
+    needs: Callable[[Container], object] | None = None,
 ) -> FunctionApp:
     """A function's HTTP app wired to the process's composition root (resolved per request).
-    Its readiness: the database answers (`needs_database`), and Kafka is configured when the
-    function writes outbox rows (`publishes_events`: its relay publishes them)."""
+    Its readiness: what the function `needs` from the container is configured (e.g. its ticket
+    keys: reading them raises ConfigurationError, 503, when missing), Kafka is configured when
+    the function writes outbox rows (`publishes_events`: its relay publishes them), and the
+    database answers (`needs_database`)."""
 
     def authenticate(request: Request) -> Principal:
         return container().authenticate(request)
 
     def ready() -> None:
         c = container()
+        if needs is not None:
+            needs(c)
         if publishes_events:
             c.check_event_publishing()
         if needs_database:
@@ -339,6 +347,6 @@ def function_app(
     return FunctionApp(
         name,
         authenticate=authenticate,
-        readiness=ready if needs_database or publishes_events else None,
+        readiness=ready if needs_database or publishes_events or needs else None,
         problem_base=problem_base,
     )

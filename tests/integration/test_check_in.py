@@ -35,10 +35,9 @@ from test_consume_order_support import (
 )
 from werkzeug.test import TestResponse
 
-from boxoffice import bootstrap
+from boxoffice import bootstrap, metrics
 from boxoffice.domain.bookings import Booking
 from boxoffice.domain.tickets import TicketSigner, load_signer
-from boxoffice import metrics
 from boxoffice.web.validation import validate
 
 pytestmark = pytest.mark.integration

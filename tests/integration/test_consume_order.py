@@ -37,11 +37,10 @@ from test_consume_order_support import (
     ticket_rows,
 )
 
-from boxoffice import bootstrap, errors
+from boxoffice import bootstrap, errors, metrics
 from boxoffice.adapters.ticket_pdf import PdfTicketRenderer
 from boxoffice.domain.bookings import Booking, BookingStatus
 from boxoffice.services import orders
-from boxoffice import metrics
 from boxoffice.web.validation import validate
 from pdf_tickets import read_ticket_pdf
 

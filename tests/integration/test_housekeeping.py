@@ -18,10 +18,9 @@ import psycopg
 import pytest
 from flask.testing import FlaskClient
 
-from boxoffice import bootstrap
+from boxoffice import bootstrap, metrics
 from boxoffice.adapters.housekeeping import TABLES
 from boxoffice.services import housekeeping
-from boxoffice import metrics
 
 pytestmark = pytest.mark.integration
 

@@ -29,13 +29,13 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 
 from boxoffice import bootstrap as composition
+from boxoffice import metrics
 from boxoffice.adapters.kafka import KafkaEventPublisher
 from boxoffice.adapters.outbox import PostgresOutbox
 from boxoffice.adapters.postgres import Database
 from boxoffice.relay import main as relay_main
 from boxoffice.services.ports import PendingEvent
 from boxoffice.services.relay import BackgroundRelay, OutboxRelay
-from boxoffice import metrics
 
 pytestmark = pytest.mark.integration
 

@@ -3,8 +3,8 @@ a per-table batch budget that bounds a pass, and the rows-pruned metric."""
 
 from __future__ import annotations
 
-from boxoffice.services.housekeeping import Policy, prune
 from boxoffice import metrics
+from boxoffice.services.housekeeping import Policy, prune
 
 
 class FakeStore:

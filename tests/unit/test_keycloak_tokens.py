@@ -16,9 +16,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from boxoffice import errors
+from boxoffice import errors, metrics
 from boxoffice.adapters.keycloak import JwksCache, JwtVerifier
-from boxoffice import metrics
 
 ISSUER = "http://127.0.0.1:28080/realms/boxoffice"
 AUDIENCE = "boxoffice-api"

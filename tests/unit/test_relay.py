@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from boxoffice import metrics
 from boxoffice.config import Settings
 from boxoffice.errors import ConfigurationError
 from boxoffice.services.ports import (
@@ -23,7 +24,6 @@ from boxoffice.services.ports import (
     Published,
 )
 from boxoffice.services.relay import BackgroundRelay, OutboxRelay
-from boxoffice import metrics
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 

@@ -19,10 +19,10 @@ from kafka.errors import (
     TopicAuthorizationFailedError,
 )
 
+from boxoffice import metrics
 from boxoffice.adapters.kafka import KafkaEventPublisher, cloudevent_headers, rfc3339
 from boxoffice.errors import ConfigurationError
 from boxoffice.services.ports import EventRejected, PendingEvent
-from boxoffice import metrics
 
 BOOKING = "0d8f5c3e-7a2b-4c1d-9e6f-5a4b3c2d1e0f"
 

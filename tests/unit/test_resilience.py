@@ -17,12 +17,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 from psycopg_pool import PoolTimeout
 
-from boxoffice import errors
+from boxoffice import errors, metrics
 from boxoffice.adapters import keycloak, postgres
 from boxoffice.adapters.keycloak import JwksCache
 from boxoffice.adapters.postgres import Database
 from boxoffice.adapters.resilience import Breaker
-from boxoffice import metrics
 
 
 class Boom(Exception):

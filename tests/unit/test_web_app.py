@@ -11,9 +11,8 @@ import flask
 import pytest
 from flask import Response
 
-from boxoffice import errors
+from boxoffice import errors, metrics
 from boxoffice.domain.identity import Principal
-from boxoffice import metrics
 from boxoffice.web.app import FunctionApp, RequestContext, json_response
 
 FLASK = flask.Flask(__name__)

@@ -28,9 +28,8 @@ from kafka import KafkaProducer
 from kafka import errors as kafka_errors
 from kafka.errors import KafkaError, KafkaTimeoutError
 
-from boxoffice import errors
+from boxoffice import errors, metrics
 from boxoffice.services.ports import EventRejected, PendingEvent
-from boxoffice import metrics
 
 log = logging.getLogger("boxoffice.kafka")
 

@@ -28,10 +28,9 @@ from typing import Any
 
 import jwt
 
-from boxoffice import errors
+from boxoffice import errors, metrics
 from boxoffice.adapters.resilience import Breaker
 from boxoffice.domain.identity import Principal
-from boxoffice import metrics
 
 ALGORITHM = "RS256"
 EMPTY_CACHE_RETRY_SECONDS = 1.0

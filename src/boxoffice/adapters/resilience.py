@@ -26,8 +26,7 @@ from contextlib import contextmanager
 
 from circuitbreaker import STATE_HALF_OPEN, STATE_OPEN, CircuitBreaker
 
-from boxoffice import errors
-from boxoffice import metrics
+from boxoffice import errors, metrics
 
 DEFAULT_FAILURE_THRESHOLD = 4
 DEFAULT_RECOVERY_SECONDS = 5.0

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from boxoffice import errors
+from boxoffice import errors, metrics
 from boxoffice.domain.checkins import (
     CheckInSummary,
     Scan,
@@ -24,7 +24,6 @@ from boxoffice.domain.checkins import (
 )
 from boxoffice.domain.tickets import LegacyCode, TicketKeys, parse_code
 from boxoffice.services.ports import CheckInUnitOfWorkFactory
-from boxoffice import metrics
 
 _DETAILS = {
     ScanOutcome.ADMITTED: "admitted",

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import cloudevents.exceptions
 from cloudevents.http import from_http
 
+from boxoffice import metrics
 from boxoffice.domain.orders import (
     BookingEvent,
     Order,
@@ -42,7 +43,6 @@ from boxoffice.services.ports import (
     OrderStore,
     Processed,
 )
-from boxoffice import metrics
 
 if TYPE_CHECKING:
     from boxoffice.domain.tickets import TicketSigner

@@ -26,6 +26,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
+from boxoffice import metrics
 from boxoffice.services.ports import (
     Backlog,
     DeadLetter,
@@ -35,7 +36,6 @@ from boxoffice.services.ports import (
     PendingEvent,
     Published,
 )
-from boxoffice import metrics
 
 log = logging.getLogger("boxoffice.relay")
 

@@ -24,8 +24,7 @@ from werkzeug.exceptions import MethodNotAllowed as WzMethodNotAllowed
 from werkzeug.exceptions import NotFound as WzNotFound
 from werkzeug.routing import Map, Rule
 
-from boxoffice import errors
-from boxoffice import metrics
+from boxoffice import errors, metrics
 from boxoffice.web import problems
 from boxoffice.web.auth import Principal
 

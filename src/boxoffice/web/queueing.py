@@ -29,8 +29,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from boxoffice.errors import Overloaded
 from boxoffice import metrics
+from boxoffice.errors import Overloaded
 from boxoffice.web.problems import PROBLEM_JSON, problem_body
 
 StartResponse = Callable[..., Any]
