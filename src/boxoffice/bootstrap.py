@@ -80,9 +80,17 @@ class Container:
 
     @functools.cached_property
     def booking_policy(self) -> BookingPolicy:
+        """The booking limits and where booking events go (create_booking)."""
         from boxoffice.services.bookings import BookingPolicy  # noqa: PLC0415 - lazy
 
-        return BookingPolicy.from_settings(self.settings)
+        s = self.settings
+        return BookingPolicy(
+            max_tickets_per_order=s.max_tickets_per_order,
+            max_tickets_per_customer_per_event=s.max_tickets_per_customer_per_event,
+            idempotency_ttl_hours=s.idempotency_ttl_hours,
+            topic=s.booking_topic,
+            source=s.event_source,
+        )
 
     @functools.cached_property
     def admission_verifier(self) -> AdmissionVerifier:
@@ -115,9 +123,15 @@ class Container:
 
     @functools.cached_property
     def admission_policy(self) -> AdmissionPolicy:
+        """How the admission controller ticks, and what an automatic rate admits."""
+        from boxoffice.domain.waiting_room import automatic_rate  # noqa: PLC0415 - lazy
         from boxoffice.services.waiting_room import AdmissionPolicy  # noqa: PLC0415 - lazy
 
-        return AdmissionPolicy.from_settings(self.settings)
+        s = self.settings
+        return AdmissionPolicy(
+            tick_seconds=s.admission_tick_seconds,
+            auto_capacity=automatic_rate(s.booking_capacity_per_second, s.admission_safety_factor),
+        )
 
     @functools.cached_property
     def token_verifier(self) -> JwtVerifier:

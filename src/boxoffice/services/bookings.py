@@ -19,7 +19,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from boxoffice import errors
-from boxoffice.config import Settings
 from boxoffice.domain.bookings import Booking
 from boxoffice.domain.identity import Principal
 from boxoffice.domain.waiting_room import AdmissionClaims
@@ -41,21 +40,14 @@ START_SHARD_RANGE = 1 << 15
 
 @dataclass(frozen=True, slots=True)
 class BookingPolicy:
+    """What booking is allowed and where its events go: built from configuration by the
+    composition root (`boxoffice.bootstrap.Container.booking_policy`), never read here."""
+
     max_tickets_per_order: int
     max_tickets_per_customer_per_event: int
     idempotency_ttl_hours: int
     topic: str
     source: str
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> BookingPolicy:
-        return cls(
-            max_tickets_per_order=settings.max_tickets_per_order,
-            max_tickets_per_customer_per_event=settings.max_tickets_per_customer_per_event,
-            idempotency_ttl_hours=settings.idempotency_ttl_hours,
-            topic=settings.booking_topic,
-            source=settings.event_source,
-        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,6 @@ from decimal import Decimal
 from typing import Protocol
 
 from boxoffice import errors
-from boxoffice.config import Settings
 from boxoffice.domain.identity import Principal
 from boxoffice.domain.waiting_room import (
     AdmissionClaims,
@@ -26,7 +25,6 @@ from boxoffice.domain.waiting_room import (
     PlaceState,
     PlaceView,
     QueueSettings,
-    automatic_rate,
     view_place,
 )
 from boxoffice.services.ports import Tick, WaitingRoomStore
@@ -40,20 +38,12 @@ LINE_CACHE_SECONDS = 1.0
 
 @dataclass(frozen=True, slots=True)
 class AdmissionPolicy:
-    """How the admission controller ticks, and what "automatic" means."""
+    """How the admission controller ticks, and what "automatic" means: built from configuration
+    by the composition root (`boxoffice.bootstrap.Container.admission_policy`)."""
 
     tick_seconds: float
     auto_capacity: Decimal  # buyers/s shared by the automatic queues open at once
     max_burst_seconds: float = MAX_BURST_SECONDS
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> AdmissionPolicy:
-        return cls(
-            tick_seconds=settings.admission_tick_seconds,
-            auto_capacity=automatic_rate(
-                settings.booking_capacity_per_second, settings.admission_safety_factor
-            ),
-        )
 
 
 class Signer(Protocol):
