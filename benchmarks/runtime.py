@@ -5,7 +5,7 @@ side by
 - `gunicorn`: gunicorn gthread (2 workers x 8 threads) on functions-framework's own app
   (`functions_framework.create_app`, benchmarks/floor/wsgi.py);
 - `granian`: granian WSGI (`--workers 2 --blocking-threads 8`) on the same module;
-- `boxoffice`: the project's own server (`python -m boxoffice.web.server`, as every function
+- `boxoffice`: the project's own server (`python -m boxoffice.processes.server`, as every function
   runs, WORKERS=2 THREADS=8),
 
 at the same fixed rates (every rate for every server, no early stop, so the columns compare),

@@ -19,7 +19,7 @@ from typing import Protocol
 import requests
 
 from benchmarks.env import ROOT, VENV_BIN, BenchError
-from boxoffice.web import server
+from boxoffice.processes import server
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")

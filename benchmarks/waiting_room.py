@@ -419,7 +419,7 @@ def waiting_room(b: Any) -> dict[str, Any]:
         port = free_port()
         procs["admission"] = start_process(
             "admission",
-            [str(VENV_BIN / "python"), "-m", "boxoffice.admission", "--host", "127.0.0.1",
+            [str(VENV_BIN / "python"), "-m", "boxoffice.processes.admission", "--host", "127.0.0.1",
              "--port", str(port)],
             env, logs / "wr-admission.log", ROOT,
         )  # fmt: skip

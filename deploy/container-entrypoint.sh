@@ -1,7 +1,7 @@
 #!/bin/sh
 # Container entrypoint of every Boxoffice function image (see Containerfile).
 #
-# Runs the function's server (python -m boxoffice.web.server: functions-framework's app on
+# Runs the function's server (python -m boxoffice.processes.server: functions-framework's app on
 # granian, behind a bounded request queue with a deadline, docs/adr/0011-overload.md) for
 # $FUNCTION on $PORT (Knative sets PORT; default 8080). The server's size comes from the
 # container's CPU limit, not the host's CPU count (which sees every core of the node):
@@ -50,5 +50,5 @@ if [ "${1:-}" = "--print-config" ]; then
   exit 0
 fi
 
-exec python -m boxoffice.web.server \
+exec python -m boxoffice.processes.server \
   --source "$APP_DIR/functions/$FUNCTION/main.py" --port "$PORT"

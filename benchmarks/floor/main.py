@@ -1,8 +1,9 @@
-"""The request path's floor (benchmark scenario `floor`): the same server (boxoffice.web.server:
-gunicorn gthread, admission control), functions-framework and Flask as every function, but none
-of Boxoffice's own code: `/constant` answers a fixed JSON body, `/events/<id>` reads one event by
-its primary key through a psycopg pool (autocommit, as the catalogue does) and answers it as JSON.
-What a catalogue read costs above this is ours to remove; what this costs is the stack's.
+"""The request path's floor (benchmark scenario `floor`): the same server
+(boxoffice.processes.server: gunicorn gthread, admission control), functions-framework and Flask as
+every function, but none of Boxoffice's own code: `/constant` answers a fixed JSON body,
+`/events/<id>` reads one event by its primary key through a psycopg pool (autocommit, as the
+catalogue does) and answers it as JSON. What a catalogue read costs above this is ours to remove;
+what this costs is the stack's.
 """
 
 from __future__ import annotations

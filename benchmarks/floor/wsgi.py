@@ -1,5 +1,5 @@
 """The floor app (main.py's `handler`) as a plain WSGI app built by functions-framework itself
-(`functions_framework.create_app`), for servers other than boxoffice.web.server: gunicorn
+(`functions_framework.create_app`), for servers other than boxoffice.processes.server: gunicorn
 (`gunicorn ... wsgi:app`) and granian (`granian --interface wsgi wsgi:app`), run in this
 directory. Benchmark scenario `runtime` (benchmarks/runtime.py)."""
 

@@ -105,7 +105,7 @@ def build_app(kind: str = "ff") -> Any:
     (the same create_app, wrapped in boxoffice.web.queueing.RequestQueue, as the images run)."""
     if kind == "server":
         from boxoffice.config import ServerSettings  # noqa: PLC0415
-        from boxoffice.web.server import build_app as server_build_app  # noqa: PLC0415
+        from boxoffice.processes.server import build_app as server_build_app  # noqa: PLC0415
 
         return server_build_app(Path(SOURCE), "handler", ServerSettings.from_env())
     import functions_framework  # noqa: PLC0415

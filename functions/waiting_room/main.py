@@ -6,7 +6,7 @@ PUT and DELETE /events/{eventId}/queue (role `admin`: set or end queue mode); PO
 GET /events/{eventId}/queue/me (role `customer`: position, people ahead, estimated wait, state,
 and once admitted a short-lived admission token for POST /bookings; `Retry-After` says when to
 ask again). The serving counter is advanced by the admission controller (python -m
-boxoffice.admission), not here.
+boxoffice.processes.admission), not here.
 """
 
 from __future__ import annotations

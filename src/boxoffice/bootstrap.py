@@ -99,7 +99,7 @@ class Container:
 
         return AdmissionVerifier(self.settings.admission_verify_keys)
 
-    # -- the waiting room (waiting_room, python -m boxoffice.admission) -------------------------
+    # -- the waiting room (waiting_room, python -m boxoffice.processes.admission) ---------------
 
     @functools.cached_property
     def waiting_room(self) -> PostgresWaitingRoom:
@@ -280,7 +280,7 @@ class Container:
     @functools.cached_property
     def document_notifier(self) -> OutboxNotifier:
         """Told after each order commit (consume_order): the document worker thread, or nobody
-        when a separate `python -m boxoffice.documents` process renders the documents."""
+        when a separate `python -m boxoffice.processes.documents` process renders the documents."""
         if self.settings.ticket_document_worker == "off":
             return NoopOutboxNotifier()
         return self.document_worker
@@ -304,7 +304,7 @@ def container() -> Container:
 
 def shutdown() -> None:
     """Stop what the process started (background threads, the database pool): called when a
-    server worker exits, after granian has drained its requests (boxoffice.web.server)."""
+    server worker exits, after granian has drained its requests (boxoffice.processes.server)."""
     c = _container
     if c is None:
         return

@@ -75,7 +75,7 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
     "BOXOFFICE_TICKET_DOCUMENT_WORKER": (
         "thread",
         "consume_order: `thread` renders ticket PDFs in a background thread of the function; "
-        "`off` leaves them to `python -m boxoffice.documents` (a process of their own).",
+        "`off` leaves them to `python -m boxoffice.processes.documents` (a process of their own).",
     ),
     "BOXOFFICE_OUTBOX_SWEEP_SECONDS": (
         "2",
@@ -120,7 +120,7 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
         "0.5",
         "Share of BOXOFFICE_BOOKING_CAPACITY_PER_SECOND that automatic queues admit (buyers/s).",
     ),
-    # The HTTP server of every function (boxoffice.web.server, docs/adr/0011-overload.md).
+    # The HTTP server of every function (boxoffice.processes.server, docs/adr/0011-overload.md).
     "PORT": ("8080", "Port the function serves HTTP on (Knative and OpenFaaS set it)."),
     "WORKERS": ("1", "Server worker processes (granian; the local stack: one per CPU)."),
     "THREADS": (
@@ -160,7 +160,7 @@ def _get(env: Mapping[str, str], name: str) -> str:
 
 def env_value(name: str, env: Mapping[str, str] | None = None) -> str:
     """One variable of ENV_VARS (its default when unset; ConfigurationError when required),
-    for tools that need a single setting, e.g. `python -m boxoffice.verify`."""
+    for tools that need a single setting, e.g. `python -m boxoffice.processes.verify`."""
     return _get(os.environ if env is None else env, name)
 
 
@@ -308,7 +308,8 @@ class Settings:
 
 @dataclass(frozen=True, slots=True)
 class ServerSettings:
-    """The HTTP server's settings (boxoffice.web.server); a function needs no others to start."""
+    """The HTTP server's settings (boxoffice.processes.server); a function needs no others to
+    start."""
 
     workers: int
     threads: int

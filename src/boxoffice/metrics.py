@@ -1,6 +1,6 @@
 """Prometheus metrics of every function (nothing is pushed).
 
-One registry per process. A server with several worker processes (boxoffice.web.server) runs
+One registry per process. A server with several worker processes (boxoffice.processes.server) runs
 prometheus_client in its multiprocess mode (`PROMETHEUS_MULTIPROC_DIR`, set before this module
 is imported): counters and histograms are summed over the workers, gauges say how they combine
 (`multiprocess_mode`), and /metrics shows the whole server whichever worker answers it. The
@@ -180,7 +180,8 @@ TICKETS_RELEASED = Counter(
 )
 
 
-# The waiting room (waiting_room: joins and polls; python -m boxoffice.admission: the tick).
+# The waiting room (waiting_room: joins and polls; python -m boxoffice.processes.admission: the
+# tick).
 WAIT_BUCKETS = (1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0)
 WAITING_ROOM_JOINS = Counter(
     "boxoffice_waiting_room_joins",

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# The admission controller (python -m boxoffice.admission): every BOXOFFICE_ADMISSION_TICK_SECONDS
+# The admission controller (python -m boxoffice.processes.admission): every BOXOFFICE_ADMISSION_TICK_SECONDS
 # (1) it advances the serving counter of every open waiting room (docs/adr/0014-waiting-room.md).
 # /healthz and /metrics on http://127.0.0.1:$BOXOFFICE_ADMISSION_PORT (28091), registered with
 # Prometheus; log $BX_LOGS/admission.log. Also owns the dev admission key pair (Ed25519),
@@ -39,7 +39,7 @@ admission_start() {
   (
     eval "$(bx_env)"
     export PORT=$BOXOFFICE_ADMISSION_PORT
-    bx_start_bg admission "${BX_VENV:-$BX_ROOT/.venv}/bin/python" -m boxoffice.admission \
+    bx_start_bg admission "${BX_VENV:-$BX_ROOT/.venv}/bin/python" -m boxoffice.processes.admission \
       --host "$BX_HOST" --port "$BOXOFFICE_ADMISSION_PORT"
   )
   bx_wait admission 30 bx_http_ok "$(admission_url)/healthz"

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# The functions, each its own server (python -m boxoffice.web.server: functions-framework's app
+# The functions, each its own server (python -m boxoffice.processes.server: functions-framework's app
 # on granian, as the images run them), with one worker process per CPU so that one function
 # can use the whole machine; each is registered with Prometheus through a file_sd target file.
 # Ports: BOXOFFICE_<NAME>_PORT, defaults below. Size: BOXOFFICE_FUNCTION_WORKERS (default: the
@@ -44,7 +44,7 @@ fn_start() {
     [[ $fn != consume_order ]] ||
       export BOXOFFICE_TICKET_DOCUMENT_WORKER=${BOXOFFICE_TICKET_DOCUMENT_WORKER:-off}
     cd "$BX_ROOT/functions/$fn"
-    bx_start_bg "$fn" "$BX_ROOT/.venv/bin/python" -m boxoffice.web.server --source main.py \
+    bx_start_bg "$fn" "$BX_ROOT/.venv/bin/python" -m boxoffice.processes.server --source main.py \
       --host "$BX_HOST" --port "$port"
   )
   bx_wait "$fn" 60 fn_healthy "$fn"

@@ -196,7 +196,7 @@ postgres_env() {
 }
 
 # postgres_verify [--database NAME | --url URL] [ARGS...]: the invariant checker
-# (python -m boxoffice.verify, read-only) against the local `boxoffice` database or the given one.
+# (python -m boxoffice.processes.verify, read-only) against the local `boxoffice` database or the given one.
 postgres_verify() {
   local url="" args=()
   while (($#)); do
@@ -209,5 +209,5 @@ postgres_verify() {
     esac
   done
   : "${url:=postgresql://$BX_PG_USER:$BX_PG_PASSWORD@$BX_HOST:$BOXOFFICE_PG_PORT/$BX_PG_DB}"
-  "${BX_VENV:-$BX_ROOT/.venv}/bin/python" -m boxoffice.verify --database-url "$url" "${args[@]}"
+  "${BX_VENV:-$BX_ROOT/.venv}/bin/python" -m boxoffice.processes.verify --database-url "$url" "${args[@]}"
 }

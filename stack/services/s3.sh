@@ -21,12 +21,12 @@ s3_install() {
     bx_die "moto_server missing from the virtualenv (dev dependency moto[server]); run stack/boxo up"
   if [[ ! -s "$BX_TICKET_KEY_FILE" ]]; then
     mkdir -p "$(dirname "$BX_TICKET_KEY_FILE")"
-    (umask 077 && "$(_s3_python)" -m boxoffice.ticketkeys new | sed -n 's/^private=//p' >"$BX_TICKET_KEY_FILE.new") &&
+    (umask 077 && "$(_s3_python)" -m boxoffice.processes.ticketkeys new | sed -n 's/^private=//p' >"$BX_TICKET_KEY_FILE.new") &&
       mv "$BX_TICKET_KEY_FILE.new" "$BX_TICKET_KEY_FILE" || bx_die "could not generate the ticket signing key"
     rm -f "$BX_TICKET_PUBLIC_FILE"
   fi
   if [[ ! -s "$BX_TICKET_PUBLIC_FILE" ]]; then
-    "$(_s3_python)" -m boxoffice.ticketkeys public "$BX_TICKET_KEY_FILE" | sed -n 's/^public=//p' \
+    "$(_s3_python)" -m boxoffice.processes.ticketkeys public "$BX_TICKET_KEY_FILE" | sed -n 's/^public=//p' \
       >"$BX_TICKET_PUBLIC_FILE" || bx_die "could not derive the ticket public key"
   fi
 }

@@ -43,9 +43,9 @@ def test_image_invariants() -> None:
 
 def test_entrypoint_runs_the_function_server_on_port() -> None:
     script = (ROOT / "deploy" / "container-entrypoint.sh").read_text()
-    command = " ".join(script[script.index("exec python -m boxoffice.web.server") :].split())
+    command = " ".join(script[script.index("exec python -m boxoffice.processes.server") :].split())
     assert command.startswith(
-        "exec python -m boxoffice.web.server \\ "
+        "exec python -m boxoffice.processes.server \\ "
         '--source "$APP_DIR/functions/$FUNCTION/main.py" --port "$PORT"'
     )
     assert "/sys/fs/cgroup/cpu.max" in script

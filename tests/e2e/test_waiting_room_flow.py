@@ -1,9 +1,9 @@
 """A hot on-sale through the waiting room on the running stack, over HTTP through the front door,
 nothing in-process: an admin puts a new event in queue mode, buyers join, the stack's admission
-controller (python -m boxoffice.admission) admits them at the configured rate, an admitted buyer
-books with the admission token, a booking without one is refused, and once the event is sold
-out the buyer still waiting learns it at the next poll. The line's public status is served from
-the front door's cache. Queue mode is ended at the end, so the controller stops ticking it."""
+controller (python -m boxoffice.processes.admission) admits them at the configured rate, an
+admitted buyer books with the admission token, a booking without one is refused, and once the event
+is sold out the buyer still waiting learns it at the next poll. The line's public status is served
+from the front door's cache. Queue mode is ended at the end, so the controller stops ticking it."""
 
 from __future__ import annotations
 

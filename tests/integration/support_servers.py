@@ -1,5 +1,5 @@
-"""A function's own server process for a test: `python -m boxoffice.web.server` (the command the
-stack and the images run), on a free port, with the test's environment, until the block ends."""
+"""A function's own server process for a test: `python -m boxoffice.processes.server` (the command
+the stack and the images run), on a free port, with the test's environment, until the block ends."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import requests
 
-from boxoffice.web import server as function_server
+from boxoffice.processes import server as function_server
 
 ROOT = Path(__file__).resolve().parents[2]
 

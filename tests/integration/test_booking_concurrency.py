@@ -36,7 +36,7 @@ from psycopg import sql
 from support_databases import fresh_database
 
 from boxoffice.domain.catalogue import split_capacity
-from boxoffice.web import server as function_server
+from boxoffice.processes import server as function_server
 
 pytestmark = pytest.mark.integration
 

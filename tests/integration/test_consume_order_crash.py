@@ -30,7 +30,7 @@ from test_consume_order_support import (
     ticket_rows,
 )
 
-from boxoffice.web import server
+from boxoffice.processes import server
 
 EVENT = uuid.UUID("e0e0f000-0000-4000-8000-00000000e003")
 CUSTOMER = uuid.UUID("c0c0f000-0000-4000-8000-00000000e003")

@@ -2,8 +2,8 @@
 of issue 19): a burst of concurrent requests larger than the connection pool is contention
 inside this process, not a database that is down, and must never open the breaker.
 
-Two levels: create_booking's real server (its own process, `boxoffice.web.server.command`) on a
-database of its own with a pool of 8 and a burst of 64 bookings; and `Database` itself, driven
+Two levels: create_booking's real server (its own process, `boxoffice.processes.server.command`) on
+a database of its own with a pool of 8 and a burst of 64 bookings; and `Database` itself, driven
 from 64 threads against the dev PostgreSQL with a pool of 8, each holding its connection a while.
 """
 

@@ -1,5 +1,5 @@
-"""Bursts served, overload refused fast: create_booking's real server (boxoffice.web.server, the
-functions-framework app on granian behind its request queue) at and past its limits.
+"""Bursts served, overload refused fast: create_booking's real server (boxoffice.processes.server,
+the functions-framework app on granian behind its request queue) at and past its limits.
 
 Requests are held in flight the way a hot on-sale holds them, by the database: a test
 transaction locks the event row, so every booking of that event waits inside `book_tickets`

@@ -33,7 +33,7 @@ from boxoffice import metrics
 from boxoffice.adapters.kafka import KafkaEventPublisher
 from boxoffice.adapters.outbox import PostgresOutbox
 from boxoffice.adapters.postgres import Database
-from boxoffice.relay import main as relay_main
+from boxoffice.processes.relay import main as relay_main
 from boxoffice.services.ports import PendingEvent
 from boxoffice.services.relay import BackgroundRelay, OutboxRelay
 
@@ -525,7 +525,7 @@ def test_standalone_relay_runs_as_a_module(sql: psycopg.Connection[Any], topic: 
     insert_events(sql, topic, [str(uuid.uuid4()) for _ in range(2)])
     env = {**os.environ, "BOXOFFICE_OIDC_ISSUER": os.environ.get("BOXOFFICE_OIDC_ISSUER", "x")}
     done = subprocess.run(
-        [sys.executable, "-m", "boxoffice.relay", "--once", "--topic", topic],
+        [sys.executable, "-m", "boxoffice.processes.relay", "--once", "--topic", topic],
         capture_output=True,
         text=True,
         timeout=60,
@@ -646,7 +646,8 @@ def test_a_record_the_broker_refuses_for_good_is_dead_lettered_and_the_relay_goe
     assert rows[poison][:2] == (None, 1)  # one attempt, not one per pass
     assert rows[held][0] is None
 
-    # The operator raises the topic's limit and re-drives the row (python -m boxoffice.relay).
+    # The operator raises the topic's limit and re-drives the row (python -m
+    # boxoffice.processes.relay).
     raise_size_limit(bootstrap, small_topic)
     assert relay_main(["--redrive", str(poison), "--topic", small_topic]) == 0
     assert dead_lettered(sql, small_topic) == {}

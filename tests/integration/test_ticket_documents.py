@@ -1,8 +1,8 @@
 """Ticket PDFs out of consume_order's process: with BOXOFFICE_TICKET_DOCUMENT_WORKER=off the
-function only records the order, and `python -m boxoffice.documents` (a process of its own, the
-same environment) renders and stores the documents; their QR codes verify with the key check_in
-publishes. Real PostgreSQL (a database of this module's own: the stack's consume_order sweeps the
-dev database for pending documents too) and S3 (moto) of the local stack."""
+function only records the order, and `python -m boxoffice.processes.documents` (a process of its
+own, the same environment) renders and stores the documents; their QR codes verify with the key
+check_in publishes. Real PostgreSQL (a database of this module's own: the stack's consume_order
+sweeps the dev database for pending documents too) and S3 (moto) of the local stack."""
 
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ def test_with_the_worker_off_a_separate_process_renders_and_stores_the_pdfs(
     assert [order_rows(db, b.id)[0][2] for b in bookings] == [None, None]
 
     done = subprocess.run(
-        [sys.executable, "-m", "boxoffice.documents", "--once"],
+        [sys.executable, "-m", "boxoffice.processes.documents", "--once"],
         cwd=ROOT,
         env={**os.environ, "BOXOFFICE_DATABASE_URL": own_db_url},
         capture_output=True,

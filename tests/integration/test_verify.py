@@ -1,7 +1,7 @@
-"""The invariant checker (`python -m boxoffice.verify`, `stack/boxo verify`) on databases of their
-own: a database written only by the real functions passes every check; then, for each check, one
-test breaks exactly that invariant with a direct write and sees the checker name it (with the
-offending id) and exit 1.
+"""The invariant checker (`python -m boxoffice.processes.verify`, `stack/boxo verify`) on databases
+of their own: a database written only by the real functions passes every check; then, for each
+check, one test breaks exactly that invariant with a direct write and sees the checker name it
+(with the offending id) and exit 1.
 
 The consistent database: a scratch copy of the migrated demo database (tests/conftest.py), where
 create_booking (in-process, real Keycloak tokens, Kafka switched off so the events stay in the
@@ -115,7 +115,7 @@ def test_a_database_written_only_by_the_functions_passes_every_check(world: Worl
     assert [r.check.name for r in results] == [c.name for c in CHECKS]
     assert world.broken() == {}
     out = subprocess.run(
-        [sys.executable, "-m", "boxoffice.verify", "--database-url", world.url],
+        [sys.executable, "-m", "boxoffice.processes.verify", "--database-url", world.url],
         capture_output=True,
         text=True,
         check=False,
@@ -276,7 +276,7 @@ def test_a_confirmation_recorded_without_its_order_is_reported(world: World) -> 
 def test_the_command_prints_the_broken_check_with_its_ids_and_exits_1(world: World) -> None:
     world.conn.execute("DELETE FROM outbox WHERE record_key = %s", (world.pending,))
     out = subprocess.run(
-        [sys.executable, "-m", "boxoffice.verify", "--database-url", world.url, "--json"],
+        [sys.executable, "-m", "boxoffice.processes.verify", "--database-url", world.url, "--json"],
         capture_output=True,
         text=True,
         check=False,
@@ -287,7 +287,7 @@ def test_the_command_prints_the_broken_check_with_its_ids_and_exits_1(world: Wor
     failing = {c["name"]: c for c in doc["checks"] if c["violations"]}
     assert failing["booking_has_created_event"]["examples"] == [world.pending]
     text = subprocess.run(
-        [sys.executable, "-m", "boxoffice.verify", "--database-url", world.url],
+        [sys.executable, "-m", "boxoffice.processes.verify", "--database-url", world.url],
         capture_output=True,
         text=True,
         check=False,
@@ -302,7 +302,7 @@ def test_an_unreachable_database_exits_2() -> None:
         [
             sys.executable,
             "-m",
-            "boxoffice.verify",
+            "boxoffice.processes.verify",
             "--database-url",
             "postgresql://nobody:x@127.0.0.1:1/none?connect_timeout=2",
         ],
@@ -345,7 +345,7 @@ def test_outbox_rows_are_expected_only_while_younger_than_the_outbox_retention(
         if not r.ok
     } == {"cancelled_booking_has_cancelled_event": [world.cancelled]}
     out = subprocess.run(
-        [sys.executable, "-m", "boxoffice.verify", "--database-url", world.url],
+        [sys.executable, "-m", "boxoffice.processes.verify", "--database-url", world.url],
         capture_output=True,
         text=True,
         check=False,

@@ -1,6 +1,6 @@
 """The waiting room under real concurrency: a real waiting_room server, the real admission
-controller (python -m boxoffice.admission) and a real create_booking server, as the stack runs
-them, on a database of this module's own, with thousands of buyers at once over HTTP.
+controller (python -m boxoffice.processes.admission) and a real create_booking server, as the stack
+runs them, on a database of this module's own, with thousands of buyers at once over HTTP.
 
 - 10,000 concurrent joiners of a randomising line before the on-sale time get 10,000 distinct
   places at opening: a random permutation of their arrivals; later arrivals are FIFO after them.
@@ -36,7 +36,7 @@ from support_tokens import LocalJwks, LocalKey
 
 from boxoffice.adapters.admission_tokens import generate_signing_key
 from boxoffice.domain.waiting_room import MIN_RETRY_SECONDS
-from boxoffice.web import server as function_server
+from boxoffice.processes import server as function_server
 
 pytestmark = pytest.mark.integration
 
@@ -146,7 +146,7 @@ def stack(
             port = _free_port()
             env = dict(base, PORT=str(port))
             if name == "admission":
-                cmd = [python, "-m", "boxoffice.admission", "--host", "127.0.0.1"]
+                cmd = [python, "-m", "boxoffice.processes.admission", "--host", "127.0.0.1"]
                 cwd = ROOT
             else:
                 cmd = function_server.command(python, port)

@@ -25,7 +25,7 @@ from boxoffice.domain.tickets import (
     load_signer,
     parse_code,
 )
-from boxoffice.ticketkeys import main as ticketkeys
+from boxoffice.processes.ticketkeys import main as ticketkeys
 
 SIGNER = TicketSigner.generate()
 KEYS = TicketKeys([SIGNER.public_key])

@@ -1,4 +1,4 @@
-"""The database's invariants as read-only SQL checks (`python -m boxoffice.verify`).
+"""The database's invariants as read-only SQL checks (`python -m boxoffice.processes.verify`).
 
 Each check is one query that returns the ids of the rows breaking one invariant; an empty result
 means it holds. They run together in one REPEATABLE READ, READ ONLY transaction, so they see one

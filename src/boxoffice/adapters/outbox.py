@@ -138,7 +138,7 @@ def _columns(failures: Sequence[Failure]) -> tuple[list[uuid.UUID], list[str]]:
 
 class PostgresOutbox:
     """`OutboxStore` on the shared `Database`. `topics` limits a relay to some topics
-    (None: every topic), e.g. `python -m boxoffice.relay --topic booking`."""
+    (None: every topic), e.g. `python -m boxoffice.processes.relay --topic booking`."""
 
     def __init__(self, database: Database, topics: Sequence[str] | None = None) -> None:
         self._db = database

@@ -130,8 +130,8 @@ class TicketSigner:
 
 def load_signer(raw: str) -> TicketSigner:
     """The signing key from configuration: base64url of the 32-byte Ed25519 seed (what
-    `python -m boxoffice.ticketkeys new` prints) or a PKCS#8 PEM (`openssl genpkey -algorithm
-    ed25519`). ConfigurationError (503) when missing or not an Ed25519 private key."""
+    `python -m boxoffice.processes.ticketkeys new` prints) or a PKCS#8 PEM (`openssl genpkey
+    -algorithm ed25519`). ConfigurationError (503) when missing or not an Ed25519 private key."""
     text = raw.strip()
     if not text:
         raise ConfigurationError(f"{SIGNING_KEY_VAR} must be set (an Ed25519 private key)")

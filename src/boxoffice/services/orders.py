@@ -207,7 +207,7 @@ class DocumentWorker:
 
     def run_forever(self) -> None:
         """The worker's loop in the calling thread, until `stop()` (`python -m
-        boxoffice.documents`)."""
+        boxoffice.processes.documents`)."""
         self._stop.clear()
         self._run()
 

@@ -147,7 +147,7 @@ class OutboxRelay:
             log.error(
                 "outbox: event %s (%s, topic %s, key %s) refused for good after %d attempt(s), "
                 "dead-lettered: %s; later events of its key wait behind it. Fix the cause, then "
-                "re-drive it: python -m boxoffice.relay --redrive %s",
+                "re-drive it: python -m boxoffice.processes.relay --redrive %s",
                 row.id,
                 row.event_type,
                 row.topic,

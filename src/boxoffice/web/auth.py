@@ -12,7 +12,8 @@ from boxoffice.domain.identity import Principal
 __all__ = ["MAX_AUTHORIZATION_HEADER", "Principal", "TokenVerifier", "bearer_token"]
 
 # A Keycloak access token with many roles is ~2 KiB; anything far larger is refused unparsed, as
-# the HTTP server and the front door refuse any header field over 8 KiB (boxoffice.web.server).
+# the HTTP server and the front door refuse any header field over 8 KiB
+# (boxoffice.processes.server).
 MAX_AUTHORIZATION_HEADER = 8192
 
 

@@ -18,7 +18,7 @@ request wrote nothing: its client retries with the same Idempotency-Key.
 
 Probes and /metrics never queue: a busy function is neither dead nor unready. The server is
 given more threads than slots + queue, so a thread is always free to answer them and to refuse
-(boxoffice.web.server, which also shortens the interpreter's switch interval for them).
+(boxoffice.processes.server, which also shortens the interpreter's switch interval for them).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Standalone outbox relay (sweeper) for operators: `python -m boxoffice.relay`.
+"""Standalone outbox relay (sweeper) for operators: `python -m boxoffice.processes.relay`.
 
 The functions that write outbox rows publish them themselves right after each commit (and sweep
 in the background). This process is the safety net for when they are scaled to zero or down: it
@@ -6,12 +6,12 @@ publishes whatever is left, every `BOXOFFICE_OUTBOX_SWEEP_SECONDS`, until SIGTER
 reads the same environment as the functions. Several instances may run at once (rows are
 claimed with SKIP LOCKED).
 
-    python -m boxoffice.relay                 # run until stopped
-    python -m boxoffice.relay --once          # drain the backlog once and exit (0: all sent)
-    python -m boxoffice.relay --topic booking # only rows for these topics
-    python -m boxoffice.relay --dead-letters  # list dead-lettered rows (refused by Kafka for good)
-    python -m boxoffice.relay --redrive ID    # put a dead-lettered row back (repeatable)
-    python -m boxoffice.relay --redrive-all   # put every dead-lettered row back
+    python -m boxoffice.processes.relay                 # run until stopped
+    python -m boxoffice.processes.relay --once          # drain once and exit (0: all sent)
+    python -m boxoffice.processes.relay --topic booking # only rows for these topics
+    python -m boxoffice.processes.relay --dead-letters  # list rows refused by Kafka for good
+    python -m boxoffice.processes.relay --redrive ID    # put a dead letter back (repeatable)
+    python -m boxoffice.processes.relay --redrive-all   # put every dead letter back
 
 Publishing needs BOXOFFICE_KAFKA_BOOTSTRAP_SERVERS (exit 2 without it); listing and re-driving
 dead letters only need the database (the relays publish re-driven rows on their next sweep).
@@ -36,7 +36,9 @@ log = logging.getLogger("boxoffice.relay")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m boxoffice.relay", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m boxoffice.processes.relay", description=__doc__
+    )
     parser.add_argument("--once", action="store_true", help="drain once and exit")
     parser.add_argument(
         "--topic", action="append", dest="topics", help="only this topic (repeatable)"

@@ -1,4 +1,5 @@
-"""The admission controller: `python -m boxoffice.admission` (docs/adr/0014-waiting-room.md).
+"""The admission controller: `python -m boxoffice.processes.admission`
+(docs/adr/0014-waiting-room.md).
 
 Every `BOXOFFICE_ADMISSION_TICK_SECONDS` (1 s) it advances the serving counter of every waiting
 room that is open or opening, in one round trip (`advance_queues`, V8): it draws the pre-queue at
@@ -12,8 +13,8 @@ It serves `/healthz` (200 while ticks succeed; 503 after ten tick intervals with
 `/readyz` and `/metrics` on `$PORT` (default 8080). In the cluster it is the chart's
 `boxoffice-admission` Deployment; locally `stack/boxo up` starts it (`admission` service).
 
-    python -m boxoffice.admission                # run until SIGTERM/SIGINT
-    python -m boxoffice.admission --once         # one tick, print what it did, exit
+    python -m boxoffice.processes.admission                # run until SIGTERM/SIGINT
+    python -m boxoffice.processes.admission --once         # one tick, print what it did, exit
 """
 
 from __future__ import annotations
@@ -148,7 +149,9 @@ def serve(controller: Controller, port: int, host: str) -> ThreadingHTTPServer:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m boxoffice.admission", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m boxoffice.processes.admission", description=__doc__
+    )
     parser.add_argument("--once", action="store_true", help="one tick, print it, exit")
     parser.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a container's server
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))

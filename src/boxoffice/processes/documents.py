@@ -1,4 +1,4 @@
-"""Standalone ticket document worker for operators: `python -m boxoffice.documents`.
+"""Standalone ticket document worker for operators: `python -m boxoffice.processes.documents`.
 
 consume_order renders and stores ticket PDFs in a background thread of its own process by
 default. With `BOXOFFICE_TICKET_DOCUMENT_WORKER=off` it leaves them pending, and this process
@@ -6,9 +6,9 @@ default. With `BOXOFFICE_TICKET_DOCUMENT_WORKER=off` it leaves them pending, and
 rendering CPU is not taken from the function's request threads (docs/adr/0015). It reads the
 same environment as consume_order and checks for due documents every `--interval` seconds.
 
-    python -m boxoffice.documents                # run until SIGTERM/SIGINT
-    python -m boxoffice.documents --once         # store every pending document, exit (0: none left)
-    python -m boxoffice.documents --interval 0.5
+    python -m boxoffice.processes.documents            # run until SIGTERM/SIGINT
+    python -m boxoffice.processes.documents --once     # store what is pending, exit (0: none left)
+    python -m boxoffice.processes.documents --interval 0.5
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ log = logging.getLogger("boxoffice.documents")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m boxoffice.documents", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m boxoffice.processes.documents", description=__doc__
+    )
     parser.add_argument("--once", action="store_true", help="store what is pending and exit")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between checks")
     args = parser.parse_args(argv)

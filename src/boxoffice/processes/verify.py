@@ -1,4 +1,5 @@
-"""Invariant checker for operators: `python -m boxoffice.verify` (locally `stack/boxo verify`).
+"""Invariant checker for operators: `python -m boxoffice.processes.verify` (locally `stack/boxo
+verify`).
 
 Reads a Boxoffice database in one REPEATABLE READ, READ ONLY transaction and checks what must
 always hold (seats sold = seats allocated to live bookings, no shard over capacity, every booking
@@ -8,8 +9,8 @@ with the number of offending rows and the first few ids, and exits 0 when every 
 any violation, 2 when the database cannot be read. It never writes, so it is safe against
 production (in the cluster: the chart's `boxoffice-verify` CronJob, docs/deploy.md).
 
-    python -m boxoffice.verify                 # $BOXOFFICE_DATABASE_URL
-    python -m boxoffice.verify --database-url postgresql://...  [--limit 10] [--json]
+    python -m boxoffice.processes.verify                 # $BOXOFFICE_DATABASE_URL
+    python -m boxoffice.processes.verify --database-url postgresql://...  [--limit 10] [--json]
 
 Outbox rows are expected only while younger than BOXOFFICE_OUTBOX_RETENTION_DAYS (housekeeping
 prunes published ones past it); give the checker the same value as housekeeping.
@@ -30,7 +31,9 @@ from boxoffice.errors import ConfigurationError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m boxoffice.verify", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m boxoffice.processes.verify", description=__doc__
+    )
     parser.add_argument("--database-url", help="default: $BOXOFFICE_DATABASE_URL")
     parser.add_argument("--limit", type=int, default=5, help="offending ids shown per check")
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")

@@ -1,6 +1,6 @@
 """The functions' HTTP server: functions-framework's app on granian, behind a request queue.
 
-    python -m boxoffice.web.server --source functions/<name>/main.py [--target handler]
+    python -m boxoffice.processes.server --source functions/<name>/main.py [--target handler]
 
 The entrypoint of every function image and of the local stack (docs/adr/0011-overload.md). It
 serves the same Flask app that `functions-framework --source ... --target ...` would (built by
@@ -69,7 +69,7 @@ def command(python: str, port: int, host: str = "127.0.0.1", source: str = "main
     return [
         python,
         "-m",
-        "boxoffice.web.server",
+        "boxoffice.processes.server",
         "--source",
         source,
         "--host",
@@ -145,7 +145,9 @@ def _worker_app(app: Any) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m boxoffice.web.server", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m boxoffice.processes.server", description=__doc__
+    )
     parser.add_argument("--source", required=True, type=Path, help="functions/<name>/main.py")
     parser.add_argument("--target", default="handler", help="the function in that file")
     parser.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a container's server

@@ -1,8 +1,8 @@
 """Ticket signing keys (Ed25519) for operators: make one, or show the public key of one.
 
-    python -m boxoffice.ticketkeys new               # a new private key, its public key and kid
-    python -m boxoffice.ticketkeys public FILE|-     # the public key + kid of a private key
-    python -m boxoffice.ticketkeys jwks KEY,KEY...   # the JWKS document check_in would publish
+    python -m boxoffice.processes.ticketkeys new             # a new private key, public key, kid
+    python -m boxoffice.processes.ticketkeys public FILE|-   # a private key's public key + kid
+    python -m boxoffice.processes.ticketkeys jwks KEY,KEY... # the JWKS check_in would publish
 
 The private key (base64url of its 32-byte seed) goes into BOXOFFICE_TICKET_SIGNING_KEY of
 consume_order only (a Secret, never an image); the public keys of every key whose tickets must
@@ -21,7 +21,9 @@ from boxoffice.domain.tickets import TicketSigner, load_public_keys, load_signer
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m boxoffice.ticketkeys", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m boxoffice.processes.ticketkeys", description=__doc__
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("new", help="print a new private key, its public key and key id")
     public = sub.add_parser("public", help="print the public key and key id of a private key")
