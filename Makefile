@@ -22,10 +22,11 @@ verify:  ## check the dev database's invariants (read-only; stack/boxo verify)
 venv:
 	@bash -c 'source stack/lib.sh && source stack/services/python.sh && python_install'
 
-lint: venv  ## ruff (lint + format check) and mypy --strict
+lint: venv  ## ruff (lint + format check), mypy --strict (src/ and functions/), the import contracts
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
 	$(VENV)/mypy
+	PYTHONPATH=src $(VENV)/lint-imports --no-cache
 
 fmt: venv  ## format the code
 	$(VENV)/ruff check --fix .
