@@ -42,7 +42,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument(
         "--scenarios",
         help=f"comma list of {','.join(ALL + OPTIONAL)} (default: {','.join(ALL)}; "
-        "the smoke run adds waiting_room and runtime)",
+        "the smoke run adds waiting_room, runtime and refusal)",
     )
     ap.add_argument("--out", type=Path, help="results directory (default benchmarks/results/<ts>)")
     ap.add_argument("--runs", type=int, help="runs per step (default 3; smoke 1)")

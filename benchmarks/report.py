@@ -13,7 +13,7 @@ mpl.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from benchmarks import burst, overload, runtime, waiting_room
+from benchmarks import burst, overload, refusal, runtime, waiting_room
 from benchmarks.load import CLIENT_LIMIT_SHARE, Attack, generator_runs
 from benchmarks.table import Row, fmt, generator_text, minmax, verdict
 
@@ -383,6 +383,8 @@ def rows(results: dict[str, Any]) -> list[Row]:  # noqa: PLR0912, PLR0915 - one 
         out += burst.report_rows(s["burst"], smoke)
     if "runtime" in s:
         out += runtime.report_rows(s["runtime"], smoke)
+    if "refusal" in s and s["refusal"].get("available", True):
+        out += refusal.report_rows(s["refusal"], smoke)
     out += generator_rows(s)
     return out
 

@@ -15,6 +15,7 @@ from benchmarks import (
     cold_start,
     flash_sale,
     overload,
+    refusal,
     runtime,
     spread,
     token_verification,
@@ -40,7 +41,7 @@ ALL = [
     "token",
 ]
 # Run only when named (`--scenarios waiting_room`), and by the smoke run.
-OPTIONAL = ["waiting_room", "runtime"]
+OPTIONAL = ["waiting_room", "runtime", "refusal"]
 
 SCENARIOS: dict[str, Scenario] = {
     "catalogue": catalogue.catalogue,
@@ -56,4 +57,5 @@ SCENARIOS: dict[str, Scenario] = {
     "token": token_verification.token,
     "waiting_room": waiting_room.waiting_room,
     "runtime": runtime.runtime,
+    "refusal": refusal.refusal,
 }

@@ -1,9 +1,9 @@
 """The request path's floor (benchmark scenario `floor`): the same server
-(boxoffice.processes.server: gunicorn gthread, admission control), functions-framework and Flask as
+(boxoffice.processes.server: granian and the request queue), functions-framework and Flask as
 every function, but none of Boxoffice's own code: `/constant` answers a fixed JSON body,
 `/events/<id>` reads one event by its primary key through a psycopg pool (autocommit, as the
 catalogue does) and answers it as JSON. What a catalogue read costs above this is ours to remove;
-what this costs is the stack's.
+what this costs is the stack's. `/hold?s=` and `/spin?s=` hold a slot (scenario `refusal`).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from typing import Any
 
 import functions_framework
@@ -40,6 +41,15 @@ def handler(request: Request) -> Response:
     path = request.path
     if path in ("/healthz", "/readyz"):
         return Response('{"status":"ok"}', mimetype="application/json")
+    if path in ("/hold", "/spin"):
+        # Benchmark scenario `refusal`: hold a slot for `s` seconds, sleeping (as a request
+        # waiting on PostgreSQL: the interpreter lock free) or computing (pure Python: the lock
+        # taken back every switch interval).
+        until = time.monotonic() + float(request.args.get("s", "1"))
+        while time.monotonic() < until:
+            if path == "/hold":
+                time.sleep(max(0.0, until - time.monotonic()))
+        return Response('{"held":true}', mimetype="application/json")
     if path.startswith("/events/"):
         with _connection_pool().connection() as conn:
             row = conn.execute(
