@@ -18,6 +18,7 @@ from boxoffice import errors
 from boxoffice.bootstrap import container, function_app
 from boxoffice.services import orders
 from boxoffice.web.app import RequestContext, json_response
+from boxoffice.web.cloudevents import decode_booking_event
 
 MAX_EVENT_BYTES = 64 * 1024
 
@@ -34,7 +35,7 @@ def consume(ctx: RequestContext, path: str = "") -> Response:
     signer = c.ticket_signer
     if (ctx.request.content_length or 0) > MAX_EVENT_BYTES:
         raise errors.PayloadTooLarge(f"a booking event is at most {MAX_EVENT_BYTES} bytes")
-    event = orders.decode_delivery(dict(ctx.request.headers.items()), ctx.request.get_data())
+    event = decode_booking_event(dict(ctx.request.headers.items()), ctx.request.get_data())
     result = orders.handle_booking_event(c.orders, signer, event)
     orders.record_metrics(result, event, started)
     # After the commit: the worker renders and stores the PDF off this request's path (and

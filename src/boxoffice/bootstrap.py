@@ -20,6 +20,7 @@ from boxoffice import errors
 from boxoffice.adapters import postgres
 from boxoffice.adapters.postgres import Database, PostgresUnitOfWork
 from boxoffice.adapters.resilience import Breaker, FailurePredicate
+from boxoffice.background import BackgroundWorker
 from boxoffice.config import Settings
 from boxoffice.domain.identity import Principal
 from boxoffice.services.ports import NoopOutboxNotifier, OutboxNotifier
@@ -40,8 +41,7 @@ if TYPE_CHECKING:
     from boxoffice.domain.tickets import TicketKeys, TicketSigner
     from boxoffice.services.bookings import BookingPolicy
     from boxoffice.services.housekeeping import Policy as HousekeepingPolicy
-    from boxoffice.services.orders import DocumentWorker
-    from boxoffice.services.relay import BackgroundRelay, OutboxRelay
+    from boxoffice.services.relay import OutboxRelay
     from boxoffice.services.waiting_room import AdmissionPolicy, LineCache
 
 
@@ -181,12 +181,18 @@ class Container:
         return OutboxRelay(PostgresOutbox(self.database, topics), self.event_publisher)
 
     @functools.cached_property
-    def outbox_relay_worker(self) -> BackgroundRelay:
+    def outbox_relay_worker(self) -> BackgroundWorker:
         """The `OutboxNotifier` for writers of outbox rows: `kick()` after each commit starts
         (once) and wakes the relay thread; the thread also sweeps periodically."""
-        from boxoffice.services.relay import BackgroundRelay  # noqa: PLC0415 - lazy
+        from boxoffice.services.relay import MIN_PASS_INTERVAL, RelayPass  # noqa: PLC0415 - lazy
 
-        return BackgroundRelay(self.outbox_relay, self.settings.outbox_sweep_seconds)
+        sweep = self.settings.outbox_sweep_seconds
+        return BackgroundWorker(
+            "boxoffice-outbox-relay",
+            RelayPass(self.outbox_relay, measure_seconds=sweep),
+            sweep,
+            min_pass_interval=MIN_PASS_INTERVAL,
+        )
 
     @functools.cached_property
     def outbox_notifier(self) -> OutboxNotifier:
@@ -264,16 +270,16 @@ class Container:
         )
 
     @functools.cached_property
-    def document_worker(self) -> DocumentWorker:
+    def document_worker(self) -> BackgroundWorker:
         """Renders (PDF) and stores ticket documents in a background thread: `kick()` after each
         commit that made or changed an order; it also sweeps for pending ones periodically."""
         from boxoffice.adapters.ticket_pdf import PdfTicketRenderer  # noqa: PLC0415 - lazy
-        from boxoffice.services.orders import DocumentWorker  # noqa: PLC0415 - lazy
+        from boxoffice.services.orders import document_pass  # noqa: PLC0415 - lazy
 
-        return DocumentWorker(
-            self.order_uow,
-            self.document_store,
-            PdfTicketRenderer(),
+        uow, store, renderer = self.order_uow, self.document_store, PdfTicketRenderer()
+        return BackgroundWorker(
+            "ticket-document-worker",
+            lambda: document_pass(uow, store, renderer),
             self.settings.ticket_document_sweep_seconds,
         )
 

@@ -33,9 +33,10 @@ from boxoffice import metrics
 from boxoffice.adapters.kafka import KafkaEventPublisher
 from boxoffice.adapters.outbox import PostgresOutbox
 from boxoffice.adapters.postgres import Database
+from boxoffice.background import BackgroundWorker
 from boxoffice.processes.relay import main as relay_main
 from boxoffice.services.ports import PendingEvent
-from boxoffice.services.relay import BackgroundRelay, OutboxRelay
+from boxoffice.services.relay import MIN_PASS_INTERVAL, OutboxRelay, RelayPass
 
 pytestmark = pytest.mark.integration
 
@@ -68,7 +69,7 @@ def _no_background_relay_of_the_process() -> None:
     container = composition._container
     if container is not None:
         for value in list(vars(container).values()):
-            if isinstance(value, BackgroundRelay):
+            if isinstance(value, BackgroundWorker):
                 value.stop()
 
 
@@ -304,6 +305,7 @@ CRASHING_RELAY = textwrap.dedent(
     from boxoffice.adapters.kafka import KafkaEventPublisher
     from boxoffice.adapters.outbox import PostgresOutbox
     from boxoffice.adapters.postgres import Database
+from boxoffice.background import BackgroundWorker
     from boxoffice.services.relay import OutboxRelay
 
     def die(events):
@@ -463,8 +465,12 @@ def test_kick_publishes_promptly_and_the_sweep_catches_rows_nobody_kicked_for(
     database: Database,
     publishers: list[KafkaEventPublisher],
 ) -> None:
-    worker = BackgroundRelay(
-        relay_for(database, topic, make_publisher(publishers, bootstrap)), sweep_seconds=0.5
+    relay = relay_for(database, topic, make_publisher(publishers, bootstrap))
+    worker = BackgroundWorker(
+        "test-outbox-relay",
+        RelayPass(relay, measure_seconds=0.5),
+        0.5,
+        min_pass_interval=MIN_PASS_INTERVAL,
     )
     assert not worker.running  # nothing starts before the first kick
     try:

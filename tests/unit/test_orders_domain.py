@@ -24,7 +24,7 @@ from boxoffice.errors import (
     MalformedCloudEvent,
     UnsupportedEventType,
 )
-from boxoffice.services.orders import decode_delivery
+from boxoffice.web.cloudevents import decode_booking_event
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 SIGNER = TicketSigner.generate()
@@ -119,7 +119,7 @@ def golden(name: str) -> tuple[dict[str, str], bytes]:
 
 
 def test_golden_binary_delivery_decodes_to_its_booking_and_time() -> None:
-    ev = decode_delivery(*golden("booking-created.binary.json"))
+    ev = decode_booking_event(*golden("booking-created.binary.json"))
 
     assert ev.id == str(BOOKING)
     assert ev.booking_id == BOOKING
@@ -128,7 +128,7 @@ def test_golden_binary_delivery_decodes_to_its_booking_and_time() -> None:
 
 
 def test_golden_structured_delivery_decodes() -> None:
-    ev = decode_delivery(*golden("booking-created.structured.json"))
+    ev = decode_booking_event(*golden("booking-created.structured.json"))
     assert ev.quantity == 1
 
 
@@ -144,14 +144,14 @@ def test_golden_deliveries_that_can_never_succeed_raise_non_retryable_problems(
     name: str, error: type[errors.BoxofficeError]
 ) -> None:
     with pytest.raises(error) as caught:
-        decode_delivery(*golden(name))
+        decode_booking_event(*golden(name))
 
     assert caught.value.status in (400, 422)  # KafkaSource dead-letters these at once
 
 
 def test_header_names_are_case_insensitive() -> None:
     headers, body = golden("booking-created.binary.json")
-    ev = decode_delivery({k.upper(): v for k, v in headers.items()}, body)
+    ev = decode_booking_event({k.upper(): v for k, v in headers.items()}, body)
     assert ev.booking_id == BOOKING
 
 

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import pytest
 
 from boxoffice import metrics
+from boxoffice.background import BackgroundWorker
 from boxoffice.config import Settings
 from boxoffice.errors import ConfigurationError
 from boxoffice.services.ports import (
@@ -23,7 +24,7 @@ from boxoffice.services.ports import (
     PendingEvent,
     Published,
 )
-from boxoffice.services.relay import BackgroundRelay, OutboxRelay
+from boxoffice.services.relay import MIN_PASS_INTERVAL, OutboxRelay, RelayPass
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -268,9 +269,21 @@ def wait_until(predicate: object, timeout: float = 3.0) -> None:
         time.sleep(0.01)
 
 
+def relay_worker(
+    relay: OutboxRelay, sweep_seconds: float = 2.0, min_pass_interval: float = MIN_PASS_INTERVAL
+) -> BackgroundWorker:
+    """The relay's background loop as the composition root builds it."""
+    return BackgroundWorker(
+        "test-outbox-relay",
+        RelayPass(relay, measure_seconds=sweep_seconds),
+        sweep_seconds,
+        min_pass_interval=min_pass_interval,
+    )
+
+
 def test_worker_starts_on_the_first_kick_and_publishes_promptly() -> None:
     store = FakeStore()
-    worker = BackgroundRelay(OutboxRelay(store, FakePublisher()), sweep_seconds=60)
+    worker = relay_worker(OutboxRelay(store, FakePublisher()), sweep_seconds=60)
     assert not worker.running  # nothing runs at construction
     try:
         store.add(event())
@@ -297,7 +310,7 @@ def test_worker_sweeps_without_kicks_and_survives_a_failing_pass() -> None:
         return real_claim(limit)
 
     store.claim = flaky_claim  # type: ignore[method-assign]
-    worker = BackgroundRelay(OutboxRelay(store, FakePublisher()), sweep_seconds=0.05)
+    worker = relay_worker(OutboxRelay(store, FakePublisher()), sweep_seconds=0.05)
     try:
         worker.kick()  # the first pass fails; the loop keeps going
         store.add(event())  # committed without a kick: the sweep finds it
@@ -309,7 +322,7 @@ def test_worker_sweeps_without_kicks_and_survives_a_failing_pass() -> None:
 
 def test_a_stopped_worker_restarts_on_the_next_kick() -> None:
     store = FakeStore()
-    worker = BackgroundRelay(OutboxRelay(store, FakePublisher()), sweep_seconds=60)
+    worker = relay_worker(OutboxRelay(store, FakePublisher()), sweep_seconds=60)
     worker.stop()  # before any start: harmless
     assert not worker.running
     worker.kick()
@@ -322,14 +335,6 @@ def test_a_stopped_worker_restarts_on_the_next_kick() -> None:
         wait_until(lambda: not store.unpublished())
     finally:
         worker.stop()
-
-
-def test_kick_never_raises() -> None:
-    class Broken(BackgroundRelay):
-        def start(self) -> None:
-            raise RuntimeError("cannot start threads")
-
-    Broken(OutboxRelay(FakeStore(), FakePublisher())).kick()
 
 
 def test_sweep_interval_comes_from_the_environment() -> None:
@@ -357,7 +362,7 @@ def test_kicks_of_a_burst_are_gathered_into_passes_at_most_every_20_ms() -> None
         return real_claim(limit)
 
     store.claim = counted_claim  # type: ignore[method-assign]
-    worker = BackgroundRelay(OutboxRelay(store, FakePublisher()), sweep_seconds=60)
+    worker = relay_worker(OutboxRelay(store, FakePublisher()), sweep_seconds=60)
     try:
         began = time.monotonic()
         for i in range(100):  # 100 commits, one kick each, over ~100 ms
@@ -375,7 +380,7 @@ def test_kicks_of_a_burst_are_gathered_into_passes_at_most_every_20_ms() -> None
 def test_the_first_kick_after_a_quiet_spell_publishes_at_once() -> None:
     store = FakeStore()
     relay = OutboxRelay(store, FakePublisher())
-    worker = BackgroundRelay(relay, sweep_seconds=60, min_pass_interval=0.5)
+    worker = relay_worker(relay, sweep_seconds=60, min_pass_interval=0.5)
     try:
         store.add(event())
         worker.kick()

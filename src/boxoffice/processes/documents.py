@@ -5,6 +5,7 @@ default. With `BOXOFFICE_TICKET_DOCUMENT_WORKER=off` it leaves them pending, and
 (or several: documents are claimed with SKIP LOCKED) renders and stores them instead, so the
 rendering CPU is not taken from the function's request threads (docs/adr/0015). It reads the
 same environment as consume_order and checks for due documents every `--interval` seconds.
+With `--port` (default: `$PORT` when set) it serves /healthz and /metrics (`health`).
 
     python -m boxoffice.processes.documents            # run until SIGTERM/SIGINT
     python -m boxoffice.processes.documents --once     # store what is pending, exit (0: none left)
@@ -15,15 +16,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 from collections.abc import Sequence
-from types import FrameType
 
 from boxoffice.adapters.ticket_pdf import PdfTicketRenderer
-from boxoffice.bootstrap import Container
-from boxoffice.errors import BoxofficeError
-from boxoffice.services.orders import DocumentWorker, sweep_documents
+from boxoffice.background import BackgroundWorker
+from boxoffice.processes import startup
+from boxoffice.services.orders import document_pass, sweep_documents
 
 log = logging.getLogger("boxoffice.documents")
 
@@ -34,15 +33,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--once", action="store_true", help="store what is pending and exit")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between checks")
+    parser.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a container's server
+    parser.add_argument("--port", type=int, default=startup.default_port(), help="health/metrics")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-
-    container = Container()
+    startup.setup_logging()
     try:
-        container.settings  # noqa: B018 - ConfigurationError when the environment is incomplete
-    except BoxofficeError as exc:
-        log.error("configuration: %s", exc.detail)
-        return 2
+        container = startup.load(log)
+    except startup.ConfigurationExit:
+        return startup.EXIT_CONFIGURATION
     uow, store, renderer = container.order_uow, container.document_store, PdfTicketRenderer()
     try:
         if args.once:
@@ -53,17 +51,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 left = tx.documents.pending_count()
             log.info("stored %d ticket documents, %d still pending", stored, left)
             return 0 if left == 0 else 1
-        worker = DocumentWorker(uow, store, renderer, args.interval)
-
-        def stop(signum: int, _frame: FrameType | None) -> None:
-            log.info("signal %d: stopping after the current document", signum)
-            worker.stop(timeout=0)
-
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
+        worker = BackgroundWorker(
+            "ticket-document-worker",
+            lambda: document_pass(uow, store, renderer),
+            args.interval,
+        )
         log.info("ticket documents: checking every %.1f s", args.interval)
-        worker.run_forever()
-        return 0
+        return startup.run_until_signalled(worker, log, port=args.port, host=args.host)
     finally:
         container.database.close()
 

@@ -15,22 +15,22 @@ claimed with SKIP LOCKED).
 
 Publishing needs BOXOFFICE_KAFKA_BOOTSTRAP_SERVERS (exit 2 without it); listing and re-driving
 dead letters only need the database (the relays publish re-driven rows on their next sweep).
+With `--port` (default: `$PORT` when set) the sweeper serves /healthz and /metrics (`health`).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 import uuid
 from collections.abc import Sequence
-from types import FrameType
 
 from boxoffice.adapters.outbox import PostgresOutbox
+from boxoffice.background import BackgroundWorker
 from boxoffice.bootstrap import Container
-from boxoffice.errors import BoxofficeError
-from boxoffice.services.relay import DEFAULT_BATCH, BackgroundRelay, OutboxRelay
+from boxoffice.processes import startup
+from boxoffice.services.relay import DEFAULT_BATCH, MIN_PASS_INTERVAL, OutboxRelay, RelayPass
 
 log = logging.getLogger("boxoffice.relay")
 
@@ -49,26 +49,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--redrive", action="append", type=uuid.UUID, metavar="ID", help="re-drive this row"
     )
     parser.add_argument("--redrive-all", action="store_true", help="re-drive every dead letter")
+    parser.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a container's server
+    parser.add_argument("--port", type=int, default=startup.default_port(), help="health/metrics")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-
-    container = Container()
+    startup.setup_logging()
+    dead_letters = bool(args.dead_letters or args.redrive or args.redrive_all)
     try:
-        settings = container.settings
-    except BoxofficeError as exc:
-        log.error("configuration: %s", exc.detail)
-        return 2
+        # Listing and re-driving dead letters need only the database; publishing needs Kafka.
+        container = startup.load(log, *([] if dead_letters else [_kafka_configured]))
+    except startup.ConfigurationExit:
+        return startup.EXIT_CONFIGURATION
     store = PostgresOutbox(container.database, args.topics)
-    if args.dead_letters or args.redrive or args.redrive_all:
+    if dead_letters:
         try:
             return _dead_letters(store, args.redrive, args.redrive_all)
         finally:
             container.database.close()
-    try:
-        container.check_event_publishing()
-    except BoxofficeError as exc:
-        log.error("configuration: %s", exc.detail)
-        return 2
     relay = OutboxRelay(store, container.event_publisher)
     try:
         if args.once:
@@ -85,20 +81,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                 backlog.dead_lettered,
             )
             return 0 if backlog.pending == 0 and backlog.dead_lettered == 0 else 1
-        worker = BackgroundRelay(relay, settings.outbox_sweep_seconds, args.batch)
-
-        def stop(signum: int, _frame: FrameType | None) -> None:
-            log.info("signal %d: stopping after the current pass", signum)
-            worker.stop(timeout=0)
-
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
-        log.info("outbox relay: sweeping every %.1f s", settings.outbox_sweep_seconds)
-        worker.run_forever()
-        return 0
+        sweep = container.settings.outbox_sweep_seconds
+        worker = BackgroundWorker(
+            "boxoffice-outbox-relay",
+            RelayPass(relay, args.batch, measure_seconds=sweep),
+            sweep,
+            min_pass_interval=MIN_PASS_INTERVAL,
+        )
+        log.info("outbox relay: sweeping every %.1f s", sweep)
+        return startup.run_until_signalled(worker, log, port=args.port, host=args.host)
     finally:
         container.event_publisher.close()
         container.database.close()
+
+
+def _kafka_configured(container: Container) -> None:
+    container.check_event_publishing()
 
 
 def _dead_letters(store: PostgresOutbox, ids: list[uuid.UUID] | None, every: bool) -> int:

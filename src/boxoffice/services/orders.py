@@ -1,4 +1,5 @@
-"""Order processing: booking CloudEvents in, orders and tickets out (consume_order).
+"""Order processing: booking events in, orders and tickets out (consume_order; the entrypoint
+decodes the CloudEvent, `boxoffice.web.cloudevents`).
 
 `handle_booking_event` is one database transaction per event, one round trip
 (`apply_booking_event`, db/migrations/R__orders.sql): lock the
@@ -6,8 +7,9 @@ booking, skip an event already consumed, then confirm (order + tickets + booking
 cancel (order + tickets CANCELLED), record the event and its outcome. A redelivery changes
 nothing and still succeeds. The order's ticket document (a PDF, one page per ticket with its QR
 code) is rendered and stored in S3 off the request path: after the commit the entrypoint wakes
-`DocumentWorker`, a background thread that renders and uploads pending documents and also sweeps
-for any left behind; a failure there never undoes or blocks the order: the document stays pending
+the document worker, a background thread (`boxoffice.background`) whose passes
+(`document_pass`) render and upload pending documents and also sweep for any left behind; a
+failure there never undoes or blocks the order: the document stays pending
 (orders.document_stored_at IS NULL) and is retried with backoff (docs/adr/0007,
 docs/adr/0015-tickets-and-check-in.md).
 """
@@ -15,26 +17,19 @@ docs/adr/0015-tickets-and-check-in.md).
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
-
-import cloudevents.exceptions
-from cloudevents.http import from_http
 
 from boxoffice import metrics
 from boxoffice.domain.orders import (
     BookingEvent,
     Order,
     Outcome,
-    booking_event,
     document_key,
     issue_tickets,
 )
-from boxoffice.errors import MalformedCloudEvent
 from boxoffice.services.ports import (
     DocumentRenderer,
     DocumentStore,
@@ -42,40 +37,13 @@ from boxoffice.services.ports import (
     DocumentUnitOfWorkFactory,
     OrderStore,
     Processed,
+    Progress,
 )
 
 if TYPE_CHECKING:
     from boxoffice.domain.tickets import TicketSigner
 
 log = logging.getLogger("boxoffice.orders")
-
-
-def _parse_time(raw: object) -> datetime | None:
-    if not isinstance(raw, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(raw)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else None
-
-
-def decode_delivery(headers: Mapping[str, str], body: bytes) -> BookingEvent:
-    """A CloudEvent as delivered over HTTP (binary mode: `ce-*` headers + body; or structured
-    mode), validated as a booking event. Raises MalformedCloudEvent (400) when it is not a
-    CloudEvent, UnsupportedEventType / BookingEventInvalid (422) when it is not a valid booking
-    event: both mean "never retry", so the sender dead-letters it."""
-    try:
-        event = from_http(dict(headers.items()), body)
-    except cloudevents.exceptions.GenericException as exc:
-        raise MalformedCloudEvent(f"not a CloudEvent: {exc}") from exc
-    return booking_event(
-        str(event["source"]),
-        str(event["id"]),
-        str(event["type"]),
-        _parse_time(event.get("time")),
-        event.data,
-    )
 
 
 def handle_booking_event(store: OrderStore, signer: TicketSigner, ev: BookingEvent) -> Processed:
@@ -162,76 +130,19 @@ def sweep_documents(
     return stored
 
 
-class DocumentWorker:
-    """A daemon thread that renders and stores pending ticket documents: woken by `kick()` after
-    each commit that made or changed an order, and sweeping every `interval` seconds for
-    documents left behind (S3 down, a crash, another instance). Started on first use, never at
-    import: it belongs to the serving process."""
-
-    def __init__(
-        self,
-        uow: DocumentUnitOfWorkFactory,
-        store: DocumentStore,
-        renderer: DocumentRenderer,
-        interval: float,
-        batch: int = 50,
-    ) -> None:
-        self._uow = uow
-        self._store = store
-        self._renderer = renderer
-        self._interval = interval
-        self._batch = batch
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def ensure_started(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._stop.clear()
-                self._thread = threading.Thread(
-                    target=self._run, name="ticket-document-worker", daemon=True
-                )
-                self._thread.start()
-
-    def kick(self) -> None:
-        """Called after a commit that made or cancelled an order. Cheap; never raises."""
-        try:
-            self.ensure_started()
-            self._wake.set()
-        except Exception:  # a notification must never fail the request
-            log.exception("ticket document worker: could not wake it")
-
-    def run_forever(self) -> None:
-        """The worker's loop in the calling thread, until `stop()` (`python -m
-        boxoffice.processes.documents`)."""
-        self._stop.clear()
-        self._run()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.clear()
-            try:
-                # Drain: full batches mean more may be due.
-                while (
-                    sweep_documents(self._uow, self._store, self._renderer, self._batch)
-                    == self._batch
-                    and not self._stop.is_set()
-                ):
-                    pass
-            except Exception:  # the database may be down: try again next interval
-                log.exception("ticket document pass failed")
-            self._wake.wait(self._interval)
-
-    def stop(self, timeout: float = 10) -> None:
-        self._stop.set()
-        self._wake.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
+def document_pass(
+    uow: DocumentUnitOfWorkFactory,
+    store: DocumentStore,
+    renderer: DocumentRenderer,
+    batch: int = 50,
+) -> Progress:
+    """One pass of the ticket document worker (a `boxoffice.background.BackgroundWorker`,
+    kicked after each order commit and sweeping every interval): store up to `batch` due
+    documents. MORE when the batch was full: more may be due, so the next pass follows at once."""
+    stored = sweep_documents(uow, store, renderer, batch)
+    if stored == batch:
+        return Progress.MORE
+    return Progress.WORKED if stored else Progress.IDLE
 
 
 # -- the customer's view (create_booking: GET /bookings, GET /bookings/{id}) ---------------------

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import enum
 import uuid
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
@@ -17,6 +18,15 @@ from boxoffice.domain.checkins import CheckInSummary, ScanAttempt, ScanRecord
 from boxoffice.domain.customers import Customer, Profile
 from boxoffice.domain.orders import BookingEvent, DocumentSource, NewTicket, Order, Outcome
 from boxoffice.domain.waiting_room import AdmissionClaims, Line, LineState, Place, QueueSettings
+
+
+class Progress(enum.Enum):
+    """What one pass of a background loop did (a service's pass, run by the composition root's
+    `boxoffice.background.BackgroundWorker`: the services own the work, never the thread)."""
+
+    IDLE = "idle"  # found nothing to do
+    WORKED = "worked"  # did some work; nothing more is due now
+    MORE = "more"  # did some work and more is due now (a full batch): run again at once
 
 
 class CatalogueRepository(Protocol):

@@ -10,15 +10,16 @@ A row the broker refuses for good (`EventRejected`: too large, invalid) is a poi
 dead-lettered (set aside with its error, counted, logged) instead of being retried every pass;
 `redrive` puts dead-lettered rows back once the cause is fixed. Any other failure is retried.
 
-`BackgroundRelay` is the `OutboxNotifier` the booking service calls after each commit: `kick()`
-wakes a daemon thread (started on the first kick, never at import) that publishes at once, and
-that also sweeps every `BOXOFFICE_OUTBOX_SWEEP_SECONDS` for anything left behind.
+`RelayPass` is one pass of the relay's background loop: the composition root runs it in a
+`boxoffice.background.BackgroundWorker`, the `OutboxNotifier` the booking service calls after
+each commit (`kick()` wakes a daemon thread, started on the first kick, never at import, that
+publishes at once and also sweeps every `BOXOFFICE_OUTBOX_SWEEP_SECONDS` for anything left
+behind).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -34,16 +35,18 @@ from boxoffice.services.ports import (
     EventRejected,
     Failure,
     PendingEvent,
+    Progress,
     Published,
 )
 
 log = logging.getLogger("boxoffice.relay")
 
 DEFAULT_BATCH = 100
-# Passes of a relay thread start at least this far apart. A pass costs about as much for one row
-# as for a hundred (a claim, a publish that waits for the broker's acks, a mark): at a low rate a
-# booking is published at once, as the first kick after a quiet spell starts a pass at once; at a
-# high rate the commits of the last 20 ms go out together instead of one pass per booking.
+# Passes of a relay thread start at least this far apart (the worker's min_pass_interval). A
+# pass costs about as much for one row as for a hundred (a claim, a publish that waits for the
+# broker's acks, a mark): at a low rate a booking is published at once, as the first kick after
+# a quiet spell starts a pass at once; at a high rate the commits of the last 20 ms go out
+# together instead of one pass per booking.
 MIN_PASS_INTERVAL = 0.02
 ERROR_TEXT_LIMIT = 1000  # characters of an error kept in outbox.last_error
 
@@ -200,85 +203,24 @@ def describe(error: BaseException) -> str:
     return f"{type(cause).__name__}: {cause}"[:ERROR_TEXT_LIMIT]
 
 
-class BackgroundRelay:
-    """`OutboxNotifier`: `kick()` after a commit wakes a daemon thread that drains the outbox;
-    the thread also sweeps every `sweep_seconds` (crash leftovers, Kafka outages)."""
+class RelayPass:
+    """One pass of a relay loop (run by a `boxoffice.background.BackgroundWorker`: kicked after
+    each commit, and every `measure_seconds` as a sweep): drain the outbox, and measure the
+    backlog when the pass failed, dead-lettered or was skipped, or `measure_seconds` after the
+    last measure. Never MORE: `drain` itself goes on while more is due."""
 
     def __init__(
-        self,
-        relay: OutboxRelay,
-        sweep_seconds: float = 2.0,
-        batch_size: int = DEFAULT_BATCH,
-        name: str = "boxoffice-outbox-relay",
-        min_pass_interval: float = MIN_PASS_INTERVAL,
+        self, relay: OutboxRelay, batch: int = DEFAULT_BATCH, measure_seconds: float = 2.0
     ) -> None:
         self.relay = relay
-        self._sweep = sweep_seconds
-        self._interval = min_pass_interval
-        self._batch = batch_size
-        self._name = name
-        self._wake = threading.Event()
-        self._lock = threading.RLock()  # stop() may run in a signal handler
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()  # the stop signal of the current loop
+        self._batch = batch
+        self._measure_seconds = measure_seconds
+        self._next_measure = 0.0
 
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def kick(self) -> None:
-        """Called after each commit that wrote outbox rows. Cheap; never raises."""
-        try:
-            self.start()
-            self._wake.set()
-        except Exception:  # a notification must never fail the request
-            log.exception("outbox relay: could not wake the relay thread")
-
-    def start(self) -> None:
-        """Start the relay thread unless it runs (again after a `stop()`)."""
-        if self.running:
-            return
-        with self._lock:
-            if not self.running:
-                stop = threading.Event()
-                thread = threading.Thread(
-                    target=self._run, args=(stop,), name=self._name, daemon=True
-                )
-                self._stop, self._thread = stop, thread
-                thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop the loop after its current pass (a later `kick()` starts a new thread)."""
-        with self._lock:
-            thread, self._thread = self._thread, None
-            self._stop.set()
-        self._wake.set()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
-
-    def run_forever(self) -> None:
-        """The standalone sweeper's loop, in the calling thread (until `stop()`)."""
-        with self._lock:
-            self._stop = stop = threading.Event()
-        self._run(stop)
-
-    def _run(self, stop: threading.Event) -> None:
-        next_measure = 0.0
-        last_busy = float("-inf")  # when the last pass that found rows began
-        while not stop.is_set():
-            self._wake.clear()
-            pause = last_busy + self._interval - time.monotonic()
-            if pause > 0 and stop.wait(pause):
-                break  # kicks meanwhile are gathered into the next pass
-            began = time.monotonic()
-            try:
-                result = self.relay.drain(self._batch)
-                if result.claimed:
-                    last_busy = began
-                now = time.monotonic()
-                if result.failed or result.dead_lettered or result.skipped or now >= next_measure:
-                    self.relay.measure_backlog()
-                    next_measure = now + self._sweep
-            except Exception:  # the loop must survive a database outage
-                log.warning("outbox relay pass failed (will retry)", exc_info=True)
-            self._wake.wait(self._sweep)
+    def __call__(self) -> Progress:
+        result = self.relay.drain(self._batch)
+        now = time.monotonic()
+        if result.failed or result.dead_lettered or result.skipped or now >= self._next_measure:
+            self.relay.measure_backlog()
+            self._next_measure = now + self._measure_seconds
+        return Progress.WORKED if result.claimed else Progress.IDLE
