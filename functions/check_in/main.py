@@ -7,40 +7,28 @@ GET /events/{eventId}/checkins/summary (`scanner` or `admin`); GET /.well-known/
 
 from __future__ import annotations
 
-import uuid
-from typing import Any
-
 import functions_framework
 from flask import Request, Response
 
 from boxoffice.bootstrap import container, function_app
-from boxoffice.domain.checkins import Scan, Station
 from boxoffice.domain.identity import SCANNER_ROLE
 from boxoffice.services import checkins
+from boxoffice.web import requests
 from boxoffice.web import validation as v
 from boxoffice.web.app import RequestContext, json_response
-from boxoffice.web.render import scan_json, summary_json
+from boxoffice.web.render import PRIVATE, scan_batch_json, scan_json, summary_json
 
-PRIVATE = {"Cache-Control": "private, no-store"}
 KEYS_MAX_AGE = 300
-BATCH_MAX_BYTES = 256 * 1024
 
 
 # Ready when its ticket keys are configured and the database answers.
 app = function_app("check_in", needs=lambda c: c.ticket_keys)
 
 
-def _station(ctx: RequestContext, body: dict[str, Any]) -> Station:
-    principal = ctx.principal(SCANNER_ROLE)
-    return Station(uuid.UUID(body["eventId"]), body["gate"], principal.subject)
-
-
 @app.route("/checkins", methods=["POST"])
 def check_in(ctx: RequestContext) -> Response:
     principal = ctx.principal(SCANNER_ROLE)
-    body = v.json_body(ctx.request, "CheckInInput")
-    station = Station(uuid.UUID(body["eventId"]), body["gate"], principal.subject)
-    scan = Scan(body["code"], uuid.UUID(body["scanId"]))
+    station, scan = requests.check_in(ctx.request, principal.subject)
     c = container()
     result = checkins.check_in(c.checkin_uow, c.ticket_keys, station, scan)
     if not result.outcome.admits:
@@ -50,20 +38,11 @@ def check_in(ctx: RequestContext) -> Response:
 
 @app.route("/checkins/batch", methods=["POST"])
 def upload(ctx: RequestContext) -> Response:
-    ctx.principal(SCANNER_ROLE)
-    body = v.json_body(ctx.request, "CheckInBatchInput", BATCH_MAX_BYTES)
-    station = _station(ctx, body)
-    scans = [
-        Scan(s["code"], uuid.UUID(s["scanId"]), v.body_datetime(s["scannedAt"], "scannedAt"))
-        for s in body["scans"]
-    ]
+    principal = ctx.principal(SCANNER_ROLE)
+    station, scans = requests.check_in_batch(ctx.request, principal.subject)
     c = container()
     results = checkins.upload(c.checkin_uow, c.ticket_keys, station, scans)
-    counts: dict[str, int] = {}
-    for r in results:
-        counts[r.outcome.value] = counts.get(r.outcome.value, 0) + 1
-    payload = {"results": [scan_json(r) for r in results], "counts": counts}
-    return json_response(payload, 200, PRIVATE)
+    return json_response(scan_batch_json(results), 200, PRIVATE)
 
 
 @app.route("/events/<event_id>/checkins/summary", methods=["GET"])

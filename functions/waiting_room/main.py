@@ -11,22 +11,15 @@ boxoffice.processes.admission), not here.
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import functions_framework
 from flask import Request, Response
 
-from boxoffice import errors, metrics
+from boxoffice import metrics
 from boxoffice.bootstrap import container, function_app
 from boxoffice.domain.identity import ADMIN_ROLE, CUSTOMER_ROLE
-from boxoffice.domain.waiting_room import (
-    DEFAULT_ADMISSION_SECONDS,
-    DEFAULT_RANDOMISE_EARLY,
-    DEFAULT_TICKETS_PER_BUYER,
-    QueueSettings,
-    line_retry_after,
-)
+from boxoffice.domain.waiting_room import line_retry_after
 from boxoffice.services import waiting_room
+from boxoffice.web import outcomes, requests
 from boxoffice.web import validation as v
 from boxoffice.web.app import RequestContext, cacheable_json, json_response
 from boxoffice.web.render import line_json, place_json
@@ -44,15 +37,7 @@ def get_line(ctx: RequestContext, event_id: str) -> Response:
 @app.route("/events/<event_id>/queue", methods=["PUT"])
 def configure(ctx: RequestContext, event_id: str) -> Response:
     ctx.principal(ADMIN_ROLE)
-    b = v.json_body(ctx.request, "QueueInput")
-    rate = b.get("admissionRate", "automatic")
-    settings = QueueSettings(
-        opens_at=v.body_datetime(b["opensAt"], "opensAt"),
-        admission_rate=None if rate == "automatic" else Decimal(str(rate)),
-        admission_seconds=b.get("admissionSeconds", DEFAULT_ADMISSION_SECONDS),
-        randomise_early=b.get("randomiseEarlyArrivals", DEFAULT_RANDOMISE_EARLY),
-        tickets_per_buyer=Decimal(str(b.get("expectedTicketsPerBuyer", DEFAULT_TICKETS_PER_BUYER))),
-    )
+    settings = requests.queue_settings(ctx.request)
     eid = v.parse_uuid(event_id, "eventId")
     line, created = waiting_room.configure(container().waiting_room, eid, settings)
     headers = {"Location": f"/events/{eid}/queue", "Cache-Control": "no-store"}
@@ -70,12 +55,8 @@ def remove(ctx: RequestContext, event_id: str) -> Response:
 def join(ctx: RequestContext, event_id: str) -> Response:
     principal = ctx.principal(CUSTOMER_ROLE)
     eid = v.parse_uuid(event_id, "eventId")
-    try:
+    with outcomes.refusals(outcomes.queue_join_refused):
         view, created = waiting_room.join(container().waiting_room, principal, eid)
-    except errors.BoxofficeError as exc:
-        if exc.status < 500:
-            metrics.WAITING_ROOM_JOINS.labels("refused").inc()
-        raise
     metrics.WAITING_ROOM_JOINS.labels("new" if created else "again").inc()
     headers = {"Location": f"/events/{eid}/queue/me", "Cache-Control": "private, no-store"}
     headers["Retry-After"] = str(view.retry_after)

@@ -36,7 +36,6 @@ from boxoffice.domain.waiting_room import AdmissionClaims
 ALGORITHM = "EdDSA"
 ISSUER = "boxoffice-waiting-room"
 AUDIENCE = "boxoffice-bookings"
-HEADER = "Admission-Token"
 MAX_TOKEN_BYTES = 2048
 _REQUIRED = ("iss", "aud", "sub", "evt", "jti", "iat", "exp")
 

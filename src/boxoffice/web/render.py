@@ -10,6 +10,7 @@ from boxoffice.domain.checkins import CheckInSummary, ScanResult
 from boxoffice.domain.customers import Customer
 from boxoffice.domain.orders import Order
 from boxoffice.domain.waiting_room import Line, PlaceView
+from boxoffice.services.ports import Booked
 
 
 def venue_json(venue: Venue) -> dict[str, Any]:
@@ -166,3 +167,34 @@ def place_json(view: PlaceView, token: str | None) -> dict[str, Any]:
         "retryAfterSeconds": view.retry_after,
         "admission": admission,
     }
+
+
+def page_json(items: list[dict[str, Any]], next_cursor: str | None) -> dict[str, Any]:
+    """One page of a list (GET /events, GET /bookings): its items and the next page's cursor."""
+    return {"items": items, "nextCursor": next_cursor}
+
+
+PRIVATE = {"Cache-Control": "private, no-store"}
+
+
+def booked_response(booked: Booked) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """POST /bookings' answer (body, status, headers): 201 with the booking and its Location, or
+    on a replay the same answer again with `Idempotent-Replayed: true`."""
+    if booked.booking is not None:
+        body = booking_json(booked.booking)
+        status, headers = 201, {"Location": f"/bookings/{booked.booking.id}", **PRIVATE}
+    else:  # replay of a key completed before the booking store kept booking ids
+        assert booked.stored is not None
+        body, status = booked.stored.body, booked.stored.status
+        headers = {**booked.stored.headers, **PRIVATE}
+    if booked.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return body, status, headers
+
+
+def scan_batch_json(results: list[ScanResult]) -> dict[str, Any]:
+    """POST /checkins/batch: each scan's result, and how many had each outcome."""
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.outcome.value] = counts.get(r.outcome.value, 0) + 1
+    return {"results": [scan_json(r) for r in results], "counts": counts}
