@@ -305,7 +305,6 @@ CRASHING_RELAY = textwrap.dedent(
     from boxoffice.adapters.kafka import KafkaEventPublisher
     from boxoffice.adapters.outbox import PostgresOutbox
     from boxoffice.adapters.postgres import Database
-from boxoffice.background import BackgroundWorker
     from boxoffice.services.relay import OutboxRelay
 
     def die(events):
