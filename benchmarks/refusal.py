@@ -13,7 +13,8 @@ sends GET /constant at fixed rates. Two cases for what the slots' requests do me
 
 Per case and rate: refusals answered per second, their p50 and p99 on the client's wire, requests
 not answered within the client's timeout, and the worker's CPU per refusal (the server's process
-tree). One run per rate (a diagnostic, not a goal).
+tree; in the `compute` case that includes the slots' own computing, so only the `wait` case
+gives a refusal's own cost). One run per rate (a diagnostic, not a goal).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def _hold(url: str, seconds: float) -> list[threading.Thread]:
 
 
 def refusal(b: Any) -> dict[str, Any]:
-    duration = min(b.profile.duration, 10.0)
+    duration = min(b.profile.duration_s, 10.0)
     if b.oha is None:
         return {"available": False, "reason": "oha is not built (make bench-deps)"}
     rates = [500] if b.profile.smoke else list(RATES)
@@ -100,7 +101,11 @@ def refusal(b: Any) -> dict[str, Any]:
                         "p50_ms": percentile_ms(a.latency[refused], 50),
                         "p99_ms": percentile_ms(a.latency[refused], 99),
                         "server_cpu_ms_per_refusal": 1000 * a.server_cpu_s / n if n else np.nan,
-                        "client_cpu_share": a.generator_cpu_share,
+                        "generator": "oha",
+                        "generator_cpu_share": a.generator_cpu_share,
+                        "generator_cpu_ms_per_request": (
+                            1000 * a.generator_cpu_s / a.requests if a.requests else np.nan
+                        ),
                     }
                 )
                 b.log(
@@ -126,7 +131,7 @@ def report_rows(r: dict[str, Any], smoke: bool) -> list[Row]:
             (
                 "9 refusal",
                 f"one worker, {r['threads']} slots held ({case}): refusals answered · p99 · "
-                "not answered · worker CPU per refusal, per offered rate",
+                "not answered · worker CPU per refusal (compute: with the slots' own), per rate",
                 fmt(steps[-1]["refused_per_s"], "/s") if steps else "-",
                 " · ".join(cells),
                 "",

@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,10 +108,20 @@ def _create(name: str, template: str | None = None) -> None:
 
 
 def _drop(name: str) -> None:
-    with psycopg.connect(admin_url(), autocommit=True) as admin:
-        admin.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+    """DROP DATABASE ... WITH (FORCE). The application role cannot end a superuser's session,
+    and one was seen once in a full run (a `make test` teardown: InsufficientPrivilege, "must be
+    a member of the role whose process is being terminated"); such a session is short-lived, so
+    the drop is retried for up to 10 s before it fails."""
+    statement = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    for attempt in range(20):
+        try:
+            with psycopg.connect(admin_url(), autocommit=True) as admin:
+                admin.execute(statement)
+            return
+        except psycopg.errors.InsufficientPrivilege:
+            if attempt == 19:
+                raise
+            time.sleep(0.5)
 
 
 def _new_name(prefix: str) -> str:

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import flask
-import functions_framework
 from flask import Request, Response
 from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import MethodNotAllowed as WzMethodNotAllowed
@@ -110,8 +109,11 @@ class FunctionApp:
         # functions-framework's own Flask routes answer some requests before `handle` sees them
         # (its catch-all `<path:path>` does not match a path with a line feed, `/events/%0A`):
         # with werkzeug's HTML error pages, unless they are problems too. While functions-framework
-        # loads the function's module this registers on its app; elsewhere it does nothing.
-        functions_framework.errorhandler(HTTPException)(self._framework_error)
+        # loads the function's module (in its app context) this registers on its app; elsewhere
+        # (e.g. a FunctionApp built by a test) it does nothing. Not `functions_framework.
+        # errorhandler`: that names the last app functions-framework made, in any later context.
+        if flask.has_app_context():
+            flask.current_app.register_error_handler(HTTPException, self._framework_error)
 
     def route(self, path: str, methods: list[str]) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
