@@ -23,6 +23,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 # Every scenario of benchmarks/scenarios.py (ALL, OPTIONAL) but `profile` (py-spy: full runs only)
 SMOKE_SCENARIOS = {
+    "refusal",
     "catalogue",
     "catalogue_cached",
     "floor",
@@ -138,6 +139,11 @@ def test_bench_smoke_produces_table_report_plots_and_sells_exactly_capacity(
     assert unavailable(s) == {}
     assert not results["failed"], results["failed"]
     assert set(s) == SMOKE_SCENARIOS, sorted(s)
+    # the refusal diagnostic refused what it was sent, in both cases
+    for case in ("wait", "compute"):
+        step = s["refusal"]["cases"][case][0]
+        assert step["refused"] > 0, (case, step)
+        assert step["other_answers"] == 0, (case, step)
     confirm = s["booking_to_confirmed"]
     assert confirm["available"] is True, confirm
     assert sum(r["confirmed"] for r in confirm["per_run"]) > 0

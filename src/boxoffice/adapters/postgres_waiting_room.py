@@ -66,6 +66,10 @@ SELECT event_id, state, rate, joined, waiting, admitted_now, expired_now, waits
 """
 
 
+# How long one tick (advance_queues) may run or wait for a lock.
+TICK_TIMEOUT_SECONDS = 30
+
+
 def _line(row: tuple[Any, ...]) -> Line:
     closed, opened = bool(row[13]), bool(row[14])
     if closed:
@@ -166,7 +170,13 @@ class PostgresWaitingRoom:
         return _place(row[:8]), _line(row[8:])
 
     def advance(self, auto_capacity: Decimal, max_burst: float) -> list[Tick]:
-        with self._db.connection() as conn:
+        with self._db.connection() as conn, conn.transaction():
+            # The tick is background work nobody waits for, and drawing a pre-queue of tens of
+            # thousands can outlast the requests' statement timeout on a busy machine: cancelled
+            # and retried from scratch, it would never finish while the load lasts (a full
+            # `make test` run saw 45 s of cancelled ticks and no draw). So it has its own.
+            conn.execute(f"SET LOCAL statement_timeout = '{TICK_TIMEOUT_SECONDS}s'")
+            conn.execute(f"SET LOCAL lock_timeout = '{TICK_TIMEOUT_SECONDS}s'")
             rows = conn.execute(
                 _ADVANCE, {"capacity": auto_capacity, "burst": max_burst}
             ).fetchall()
