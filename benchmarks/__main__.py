@@ -21,6 +21,7 @@ from benchmarks.env import (
     VENV_BIN,
     BenchError,
     ensure_oha,
+    ensure_topic,
     ensure_vegeta,
     machine,
     stack_env,
@@ -150,17 +151,7 @@ def main(argv: list[str]) -> int:  # noqa: PLR0912, PLR0915 - the run, start to 
         topic = "bench-booking"
         kafka = env.get("BOXOFFICE_KAFKA_BOOTSTRAP_SERVERS", "")
         if kafka:
-            subprocess.run(
-                [
-                    str(VENV_BIN / "python"),
-                    str(ROOT / "stack" / "kafka" / "kafka_admin.py"),
-                    "ensure-topics",
-                    kafka,
-                    f"{topic}:3",
-                ],
-                check=False,
-                capture_output=True,
-            )
+            ensure_topic(kafka, topic, check=False)
         else:
             kafka = f"127.0.0.1:{free_port()}"
         knobs: dict[str, Any] = {

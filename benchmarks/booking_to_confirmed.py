@@ -16,7 +16,7 @@ import numpy as np
 import requests
 
 from benchmarks.bench import Bench, aggregate
-from benchmarks.env import ROOT, VENV_BIN
+from benchmarks.env import ROOT, VENV_BIN, ensure_topic
 from benchmarks.load import Attack, attack
 from benchmarks.servers import FunctionProcess, cpu_seconds, free_port, tree
 
@@ -47,17 +47,7 @@ class ConfirmPipeline:
     def start(cls, b: Bench) -> ConfirmPipeline:
         topic = "bench-confirm"
         kafka = b.env["BOXOFFICE_KAFKA_BOOTSTRAP_SERVERS"]
-        subprocess.run(
-            [
-                str(VENV_BIN / "python"),
-                str(ROOT / "stack" / "kafka" / "kafka_admin.py"),
-                "ensure-topics",
-                kafka,
-                f"{topic}:3",
-            ],
-            check=True,
-            capture_output=True,
-        )
+        ensure_topic(kafka, topic)
         env = dict(b.env, BOXOFFICE_BOOKING_TOPIC=topic)
         logs = b.out / "logs"
         booker = FunctionProcess("create_booking", env, logs / "confirm-create_booking.log")

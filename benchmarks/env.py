@@ -50,6 +50,21 @@ def stack_env() -> dict[str, str]:
     return env
 
 
+def ensure_topic(kafka: str, topic: str, partitions: int = 3, check: bool = True) -> None:
+    """The Kafka topic `topic` exists (the stack's own admin script, `ensure-topics`)."""
+    subprocess.run(
+        [
+            str(VENV_BIN / "python"),
+            str(ROOT / "stack" / "kafka" / "kafka_admin.py"),
+            "ensure-topics",
+            kafka,
+            f"{topic}:{partitions}",
+        ],
+        check=check,
+        capture_output=True,
+    )
+
+
 def ensure_vegeta() -> Path:
     """The pinned vegeta binary, built with `go install` into the project cache on first use."""
     if VEGETA.exists():
