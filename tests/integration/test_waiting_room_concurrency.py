@@ -332,10 +332,13 @@ def test_the_controller_admits_at_the_configured_rate_in_line_order_and_nobody_t
             GROUP BY admitted_at ORDER BY admitted_at""",
         (event,),
     ).fetchall()
-    assert len(ticks) >= 4, ticks
-    # Buyers admitted by every tick after the first, over the time from the first to the last.
-    span = (ticks[-1][0] - ticks[0][0]).total_seconds()
-    measured = sum(n for _, n in ticks[1:]) / span
+    assert len(ticks) >= 5, ticks
+    # The pace of the serving counter once it runs: buyers admitted by every tick after the
+    # second, over the time from the second to the last. (A tick's admitted_at is when its
+    # transaction began; the first tick also draws the 10,000-buyer pre-queue, which took 26 s
+    # in a loaded full run, and the second catches up by at most max_burst seconds' worth.)
+    span = (ticks[-1][0] - ticks[1][0]).total_seconds()
+    measured = sum(n for _, n in ticks[2:]) / span
     assert abs(measured - RATE) <= 0.1 * RATE, (measured, ticks)
 
     admitted = db.execute(
