@@ -24,8 +24,9 @@
 #   secrets          the ticket signing key Secret (Ed25519) and the ConfigMap of ticket public keys
 # monitoring comes before postgres: the CloudNativePG chart (monitoring.podMonitorEnabled) and
 # cnpg-cluster.yaml create PodMonitors, whose CRD kube-prometheus-stack brings (cloudnative-pg/charts#108).
-# Then: build/load the images (kind-config.yaml) and `helm upgrade --install boxoffice helm/boxoffice`
-# (docs/deploy.md). Re-running is safe: every step is apply/upgrade --install.
+# Then: `make images`, `deploy/kind-load-images.sh` (into the kind cluster of kind-config.yaml) and
+# `helm upgrade --install boxoffice helm/boxoffice` (docs/deploy.md, sections 3 and 4).
+# Re-running is safe: every step is apply/upgrade --install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -321,6 +322,8 @@ done
 if [[ -n "$REHEARSE" ]]; then
   printf '\nRehearsal passed: %s\n' "${STEPS[*]}"
 else
-  printf '\nPlatform ready. Next: build + kind load the images, then\n'
+  printf '\nPlatform ready. Next: build the images and load them into kind (docs/deploy.md, 3), then install the chart:\n'
+  printf '  make images\n'
+  printf '  deploy/kind-load-images.sh --name boxoffice\n'
   printf '  helm upgrade --install boxoffice helm/boxoffice -n %s -f helm/boxoffice/examples/values-kind.yaml\n' "$APP_NS"
 fi
