@@ -1,0 +1,246 @@
+"""deploy/openfaas/stack.yml and kafkasource.yaml kept in step with functions/ and the chart.
+
+The reference is the chart rendered with its default values (the `render` fixture, helm from
+deploy/tools.sh): the same functions, images, variables (plain ones with the same values; those
+the chart takes from a Secret as OpenFaaS secrets), probe paths, scale bounds and resources.
+faas-cli itself is not run: the Go module proxy refuses github.com/openfaas/faas-cli here
+(403 "module version is not available"), so the file's keys are checked against the fields of
+faas-cli's stack schema (stack/schema.go, `Function`) instead. Whether OpenFaaS runs it is a
+cluster's to show (docs/openfaas.md)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from boxoffice.config import ENV_VARS
+from boxoffice.web.app import LIVENESS_PATHS, READINESS_PATHS
+from deploy.conftest import ROOT, Tools, docs
+from deploy.test_chart import assert_all_valid, kubeconform
+
+Render = Callable[[Path | None], str]
+STACK = ROOT / "deploy" / "openfaas" / "stack.yml"
+KAFKASOURCE = ROOT / "deploy" / "openfaas" / "kafkasource.yaml"
+GUIDE = ROOT / "docs" / "openfaas.md"
+FUNCTIONS = sorted(p.parent.name for p in (ROOT / "functions").glob("*/main.py"))
+
+# faas-cli's stack.Function fields (yaml tags of openfaas/faas-cli stack/schema.go): a key
+# outside these is silently ignored by faas-cli, i.e. a typo that deploys without its setting.
+FAAS_CLI_FUNCTION_KEYS = {
+    "lang",
+    "handler",
+    "image",
+    "registry_auth",
+    "fprocess",
+    "environment",
+    "secrets",
+    "skip_build",
+    "constraints",
+    "environment_file",
+    "labels",
+    "limits",
+    "requests",
+    "readonly_root_filesystem",
+    "build_options",
+    "annotations",
+    "namespace",
+}
+# OpenFaaS Community Edition ignores the path annotations and probes these (docs.openfaas.com,
+# reference/workloads): they must be real routes as well.
+OPENFAAS_DEFAULT_HEALTH, OPENFAAS_DEFAULT_READY = "/_/health", "/_/ready"
+GATEWAY_ROUTE = "http://gateway.openfaas.svc.cluster.local:8080/function/consume-order"
+
+
+def secret_name(variable: str) -> str:
+    """The OpenFaaS secret that carries a variable the chart takes from a Secret."""
+    return variable.lower().replace("_", "-")
+
+
+@pytest.fixture(scope="module")
+def stack() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(STACK.read_text())
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def chart(render: Render) -> dict[str, list[dict[str, Any]]]:
+    """Rendered default chart: Knative Service name -> its documents, plus the event objects."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for d in docs(render(None)):
+        out.setdefault(d["kind"], []).append(d)
+    return out
+
+
+def ksvcs(chart: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    return {
+        d["metadata"]["name"]: d
+        for d in chart["Service"]
+        if d["apiVersion"] == "serving.knative.dev/v1"
+    }
+
+
+def container(svc: dict[str, Any]) -> dict[str, Any]:
+    containers: list[dict[str, Any]] = svc["spec"]["template"]["spec"]["containers"]
+    (c,) = containers
+    return c
+
+
+def test_stack_is_faas_cli_format_with_one_function_per_functions_dir(
+    stack: dict[str, Any],
+) -> None:
+    assert set(stack) == {"version", "provider", "functions"}
+    assert str(stack["version"]) == "1.0"
+    assert stack["provider"]["name"] == "openfaas"
+    assert stack["provider"]["gateway"].startswith("http")
+    names = set(stack["functions"])
+    assert names == {f.replace("_", "-") for f in FUNCTIONS}, "functions/ and stack.yml differ"
+    for name, fn in stack["functions"].items():
+        # OpenFaaS names are DNS labels (RFC 1035), at most 63 characters
+        assert re.fullmatch(r"[a-z]([a-z0-9-]{0,61}[a-z0-9])?", name), name
+        assert set(fn) <= FAAS_CLI_FUNCTION_KEYS, f"{name}: {set(fn) - FAAS_CLI_FUNCTION_KEYS}"
+        assert fn["skip_build"] is True, f"{name}: images come from make images"
+        assert fn["readonly_root_filesystem"] is True, name
+
+
+def test_images_are_the_charts(
+    stack: dict[str, Any], chart: dict[str, list[dict[str, Any]]]
+) -> None:
+    services = ksvcs(chart)
+    assert set(services) == set(stack["functions"])
+    for name, fn in stack["functions"].items():
+        assert fn["image"] == container(services[name])["image"], name
+
+
+def test_environment_and_secrets_are_the_variables_the_chart_sets(
+    stack: dict[str, Any], chart: dict[str, list[dict[str, Any]]]
+) -> None:
+    for name, svc in ksvcs(chart).items():
+        fn = stack["functions"][name]
+        env = dict(fn.get("environment", {}))
+        assert env.pop("PORT") == "8080", f"{name}: OpenFaaS routes to port 8080"
+        secrets = set(fn.get("secrets", []))
+        plain, from_secret, from_configmap = {}, set(), set()
+        for e in container(svc)["env"]:
+            if "value" in e:
+                plain[e["name"]] = e["value"]
+            elif "secretKeyRef" in e["valueFrom"]:
+                from_secret.add(e["name"])
+            else:
+                assert "configMapKeyRef" in e["valueFrom"], e
+                from_configmap.add(e["name"])
+        # the same names: plain and ConfigMap ones as environment, Secret ones as secrets
+        assert set(env) == set(plain) | from_configmap, name
+        assert secrets == {secret_name(v) for v in from_secret}, name
+        assert set(env) | from_secret <= set(ENV_VARS), name
+        # the same values as the chart's defaults, as strings (OpenFaaS takes strings)
+        for var, value in plain.items():
+            assert env[var] == str(value), (name, var)
+        # a ConfigMap's value comes from the deployer's environment (faas-cli substitutes it)
+        for var in from_configmap:
+            assert env[var] == f"${{{var}}}", (name, var)
+    assert "boxoffice-database-url" in stack["functions"]["get-event"]["secrets"]
+
+
+def test_health_and_readiness_paths_are_real_routes(
+    stack: dict[str, Any], chart: dict[str, list[dict[str, Any]]]
+) -> None:
+    assert OPENFAAS_DEFAULT_HEALTH in LIVENESS_PATHS
+    assert OPENFAAS_DEFAULT_READY in READINESS_PATHS
+    for name, svc in ksvcs(chart).items():
+        ann = stack["functions"][name]["annotations"]
+        c = container(svc)
+        assert ann["com.openfaas.health.http.path"] == c["livenessProbe"]["httpGet"]["path"]
+        assert ann["com.openfaas.ready.http.path"] == c["readinessProbe"]["httpGet"]["path"]
+        assert ann["com.openfaas.health.http.path"] in LIVENESS_PATHS, name
+        assert ann["com.openfaas.ready.http.path"] in READINESS_PATHS, name
+
+
+def test_scaling_and_resources_are_the_charts(
+    stack: dict[str, Any], chart: dict[str, list[dict[str, Any]]]
+) -> None:
+    for name, svc in ksvcs(chart).items():
+        fn = stack["functions"][name]
+        labels = fn["labels"]
+        ann = svc["spec"]["template"]["metadata"]["annotations"]
+        low = int(ann["autoscaling.knative.dev/min-scale"])
+        assert labels["com.openfaas.scale.max"] == ann["autoscaling.knative.dev/max-scale"], name
+        assert labels["com.openfaas.scale.min"] == str(max(1, low)), name
+        assert labels.get("com.openfaas.scale.zero") == ("true" if low == 0 else None), name
+        assert ann["autoscaling.knative.dev/metric"] == "concurrency"
+        assert labels["com.openfaas.scale.type"] == "capacity", name  # requests in flight
+        assert labels["com.openfaas.scale.target"] == ann["autoscaling.knative.dev/target"], name
+        resources = container(svc)["resources"]
+        for kind in ("requests", "limits"):
+            assert fn[kind] == {k: str(v) for k, v in resources[kind].items()}, (name, kind)
+
+
+def test_housekeeping_runs_on_the_charts_schedule(
+    stack: dict[str, Any], chart: dict[str, list[dict[str, Any]]]
+) -> None:
+    (ping,) = chart["PingSource"]
+    assert ping["spec"]["sink"]["ref"]["name"] == "housekeeping"
+    ann = stack["functions"]["housekeeping"]["annotations"]
+    assert ann["topic"] == "cron-function"
+    assert ann["schedule"] == ping["spec"]["schedule"]
+    # no other function is on a connector topic
+    others = [n for n, f in stack["functions"].items() if "topic" in f.get("annotations", {})]
+    assert others == ["housekeeping"]
+
+
+def test_kafkasource_for_openfaas_is_the_charts_with_the_gateway_as_sink(
+    chart: dict[str, list[dict[str, Any]]], stack: dict[str, Any]
+) -> None:
+    ours = {d["kind"]: d for d in docs(KAFKASOURCE.read_text())}
+    assert set(ours) == {"KafkaSource", "KafkaSink"}
+    (theirs_source,) = chart["KafkaSource"]
+    (theirs_sink,) = chart["KafkaSink"]
+    assert ours["KafkaSink"]["apiVersion"] == theirs_sink["apiVersion"]
+    assert ours["KafkaSink"]["metadata"]["name"] == theirs_sink["metadata"]["name"]
+    assert ours["KafkaSink"]["spec"] == theirs_sink["spec"]
+    source = ours["KafkaSource"]
+    assert source["apiVersion"] == theirs_source["apiVersion"]
+    assert source["metadata"]["name"] == theirs_source["metadata"]["name"]
+    spec, expected = dict(source["spec"]), dict(theirs_source["spec"])
+    assert spec.pop("sink") == {"uri": GATEWAY_ROUTE}
+    assert expected.pop("sink")["ref"]["name"] == "consume-order"
+    assert spec == expected  # topics, group, ordering, delivery with retries and the DLS
+    assert GATEWAY_ROUTE.rsplit("/", 1)[1] in stack["functions"]
+
+
+def test_kafkasource_for_openfaas_passes_kubeconform(tools: Tools) -> None:
+    results = kubeconform(tools, KAFKASOURCE)
+    assert_all_valid(results)
+    assert sorted(r["kind"] for r in results if r["kind"]) == ["KafkaSink", "KafkaSource"]
+
+
+def test_the_guide_names_every_secret_the_stack_uses(stack: dict[str, Any]) -> None:
+    guide = GUIDE.read_text()
+    used = {s for fn in stack["functions"].values() for s in fn.get("secrets", [])}
+    assert used
+    for secret in used:
+        assert f"faas-cli secret create {secret}" in guide, secret
+    for path in ("deploy/openfaas/stack.yml", "deploy/openfaas/kafkasource.yaml"):
+        assert path in guide
+
+
+def test_stack_parses_as_yaml_exactly_once_per_function() -> None:
+    """A key written twice in YAML silently keeps the last one: refuse duplicates."""
+
+    class Strict(yaml.SafeLoader):
+        pass
+
+    def mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+        keys = [loader.construct_object(k) for k, _ in node.value]
+        dupes = {k for k in keys if keys.count(k) > 1}
+        assert not dupes, f"duplicate keys {dupes} at line {node.start_mark.line + 1}"
+        return loader.construct_mapping(node)
+
+    Strict.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    yaml.load(STACK.read_text(), Loader=Strict)  # noqa: S506 - a SafeLoader subclass
+    with pytest.raises(AssertionError, match="duplicate keys"):
+        yaml.load("a: 1\na: 2\n", Loader=Strict)  # noqa: S506
