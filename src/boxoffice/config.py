@@ -13,6 +13,11 @@ from decimal import Decimal, InvalidOperation
 
 from boxoffice.errors import ConfigurationError
 
+# Any variable below may be given instead as <NAME>_FILE: the path of a file holding its value
+# (one trailing newline dropped), as secrets are mounted by OpenFaaS (/var/openfaas/secrets/...),
+# Docker and Kubernetes. Setting both is an error.
+FILE_SUFFIX = "_FILE"
+
 # name -> (default or None when required, description)
 ENV_VARS: dict[str, tuple[str | None, str]] = {
     "BOXOFFICE_DATABASE_URL": (None, "PostgreSQL connection URL (libpq format)."),
@@ -151,11 +156,26 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
 def _get(env: Mapping[str, str], name: str) -> str:
     default, _ = ENV_VARS[name]
     value = env.get(name, "")
+    path = env.get(f"{name}{FILE_SUFFIX}", "")
+    if path:
+        if value:
+            raise ConfigurationError(f"set {name} or {name}{FILE_SUFFIX}, not both")
+        value = _read_setting_file(name, path)
     if value == "":
         if default is None:
             raise ConfigurationError(f"environment variable {name} is required")
         return default
     return value
+
+
+def _read_setting_file(name: str, path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as file:
+            return file.read().rstrip("\r\n")
+    except OSError as exc:
+        raise ConfigurationError(
+            f"{name}{FILE_SUFFIX}={path} cannot be read: {exc.strerror or exc}"
+        ) from exc
 
 
 def env_value(name: str, env: Mapping[str, str] | None = None) -> str:

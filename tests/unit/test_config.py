@@ -100,3 +100,33 @@ def test_every_environment_variable_is_documented_in_the_readme() -> None:
     text = readme.read_text(encoding="utf-8")
     missing = [n for n in ENV_VARS if not re.search(rf"\b{re.escape(n)}\b", text)]
     assert not missing, f"README.md does not document: {', '.join(missing)}"
+
+
+def test_a_setting_can_come_from_the_file_its_file_variable_names(tmp_path: Path) -> None:
+    secret = tmp_path / "database-url"
+    secret.write_text("postgresql://boxoffice:s3cret@db:5432/boxoffice\n")
+    env = {
+        "BOXOFFICE_DATABASE_URL_FILE": str(secret),
+        "BOXOFFICE_OIDC_ISSUER": REQUIRED["BOXOFFICE_OIDC_ISSUER"],
+    }
+    assert Settings.from_env(env).database_url == "postgresql://boxoffice:s3cret@db:5432/boxoffice"
+
+
+def test_a_setting_given_both_directly_and_by_file_is_a_configuration_error(
+    tmp_path: Path,
+) -> None:
+    secret = tmp_path / "audience"
+    secret.write_text("other")
+    with pytest.raises(ConfigurationError, match="BOXOFFICE_OIDC_AUDIENCE or"):
+        settings(BOXOFFICE_OIDC_AUDIENCE="x", BOXOFFICE_OIDC_AUDIENCE_FILE=str(secret))
+
+
+def test_an_unreadable_setting_file_is_a_configuration_error_naming_it(tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    with pytest.raises(ConfigurationError, match=r"BOXOFFICE_DATABASE_URL_FILE=.*nope"):
+        Settings.from_env(
+            {
+                "BOXOFFICE_DATABASE_URL_FILE": str(missing),
+                "BOXOFFICE_OIDC_ISSUER": REQUIRED["BOXOFFICE_OIDC_ISSUER"],
+            }
+        )
