@@ -2,7 +2,9 @@
 
 The reference is the chart rendered with its default values (the `render` fixture, helm from
 deploy/tools.sh): the same functions, images, variables (plain ones with the same values; those
-the chart takes from a Secret as OpenFaaS secrets), probe paths, scale bounds and resources.
+the chart takes from a Secret as OpenFaaS secrets, each reaching its function as <VAR>_FILE, the
+file OpenFaaS mounts it as, which src/boxoffice/config.py reads), probe paths, scale bounds and
+resources.
 faas-cli itself is not run: the Go module proxy refuses github.com/openfaas/faas-cli here
 (403 "module version is not available"), so the file's keys are checked against the fields of
 faas-cli's stack schema (stack/schema.go, `Function`) instead. Whether OpenFaaS runs it is a
@@ -18,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from boxoffice.config import ENV_VARS
+from boxoffice.config import ENV_VARS, FILE_SUFFIX, Settings, env_value
 from boxoffice.web.app import LIVENESS_PATHS, READINESS_PATHS
 from deploy.conftest import ROOT, Tools, docs
 from deploy.test_chart import assert_all_valid, kubeconform
@@ -54,6 +56,8 @@ FAAS_CLI_FUNCTION_KEYS = {
 # reference/workloads): they must be real routes as well.
 OPENFAAS_DEFAULT_HEALTH, OPENFAAS_DEFAULT_READY = "/_/health", "/_/ready"
 GATEWAY_ROUTE = "http://gateway.openfaas.svc.cluster.local:8080/function/consume-order"
+# where OpenFaaS mounts a function's secret <name> (docs.openfaas.com, reference/secrets)
+SECRETS_DIR = "/var/openfaas/secrets/"
 
 
 def secret_name(variable: str) -> str:
@@ -90,6 +94,27 @@ def container(svc: dict[str, Any]) -> dict[str, Any]:
     return c
 
 
+def chart_env(svc: dict[str, Any]) -> tuple[dict[str, Any], set[str], set[str]]:
+    """A Knative Service's variables: plain (name -> value), from a Secret, from a ConfigMap."""
+    plain: dict[str, Any] = {}
+    from_secret: set[str] = set()
+    from_configmap: set[str] = set()
+    for e in container(svc)["env"]:
+        if "value" in e:
+            plain[e["name"]] = e["value"]
+        elif "secretKeyRef" in e["valueFrom"]:
+            from_secret.add(e["name"])
+        else:
+            assert "configMapKeyRef" in e["valueFrom"], e
+            from_configmap.add(e["name"])
+    return plain, from_secret, from_configmap
+
+
+def file_variables(env: dict[str, Any]) -> dict[str, str]:
+    """The <VAR>_FILE entries of a function's environment: <VAR> -> the file it names."""
+    return {k.removesuffix(FILE_SUFFIX): str(v) for k, v in env.items() if k.endswith(FILE_SUFFIX)}
+
+
 def test_stack_is_faas_cli_format_with_one_function_per_functions_dir(
     stack: dict[str, Any],
 ) -> None:
@@ -124,17 +149,14 @@ def test_environment_and_secrets_are_the_variables_the_chart_sets(
         env = dict(fn.get("environment", {}))
         assert env.pop("PORT") == "8080", f"{name}: OpenFaaS routes to port 8080"
         secrets = set(fn.get("secrets", []))
-        plain, from_secret, from_configmap = {}, set(), set()
-        for e in container(svc)["env"]:
-            if "value" in e:
-                plain[e["name"]] = e["value"]
-            elif "secretKeyRef" in e["valueFrom"]:
-                from_secret.add(e["name"])
-            else:
-                assert "configMapKeyRef" in e["valueFrom"], e
-                from_configmap.add(e["name"])
+        plain, from_secret, from_configmap = chart_env(svc)
+        files = file_variables(env)
+        for var in files:
+            del env[var + FILE_SUFFIX]
         # the same names: plain and ConfigMap ones as environment, Secret ones as secrets
+        # that the environment names as <VAR>_FILE (test_every_secret_... checks the pairs)
         assert set(env) == set(plain) | from_configmap, name
+        assert set(files) == from_secret, name
         assert secrets == {secret_name(v) for v in from_secret}, name
         assert set(env) | from_secret <= set(ENV_VARS), name
         # the same values as the chart's defaults, as strings (OpenFaaS takes strings)
@@ -144,6 +166,61 @@ def test_environment_and_secrets_are_the_variables_the_chart_sets(
         for var in from_configmap:
             assert env[var] == f"${{{var}}}", (name, var)
     assert "boxoffice-database-url" in stack["functions"]["get-event"]["secrets"]
+
+
+def test_every_secret_reaches_its_function_as_exactly_one_file_variable(
+    stack: dict[str, Any], chart: dict[str, list[dict[str, Any]]]
+) -> None:
+    """OpenFaaS mounts secret <name> as SECRETS_DIR<name>, never as a variable: each one a
+    function lists is named by one <VAR>_FILE, <VAR> a variable the chart gives that function
+    from a Secret, and <VAR> itself unset (config.py refuses both)."""
+    services = ksvcs(chart)
+    pairs = 0
+    for name, fn in stack["functions"].items():
+        env = fn.get("environment", {})
+        secrets = fn.get("secrets", [])
+        assert len(secrets) == len(set(secrets)), f"{name}: a secret listed twice"
+        _, from_secret, _ = chart_env(services[name])
+        # every listed secret: exactly one _FILE variable names its file
+        for secret in secrets:
+            naming = [k for k, v in env.items() if v == SECRETS_DIR + secret]
+            assert len(naming) == 1, f"{name}: {secret} named by {naming}, want one"
+            assert naming[0].endswith(FILE_SUFFIX), (name, naming[0])
+        # every _FILE variable: a listed secret's file, for a Secret variable of the chart's
+        for var, path in file_variables(env).items():
+            assert path.startswith(SECRETS_DIR), (name, var, path)
+            secret = path.removeprefix(SECRETS_DIR)
+            assert secret in secrets, f"{name}: {var}{FILE_SUFFIX} names {secret}, not listed"
+            assert var in from_secret, f"{name}: the chart gives {var} from no Secret"
+            assert secret == secret_name(var), (name, var, secret)
+            assert var in ENV_VARS, (name, var)
+            assert var not in env, f"{name}: {var} and {var}{FILE_SUFFIX} both set"
+            pairs += 1
+    assert pairs == sum(len(fn.get("secrets", [])) for fn in stack["functions"].values())
+    assert pairs >= len(stack["functions"])  # every function needs BOXOFFICE_DATABASE_URL
+
+
+def test_each_functions_settings_load_with_its_secrets_from_the_mounted_files(
+    stack: dict[str, Any], tmp_path: Path
+) -> None:
+    """What a pod would do: the stack's environment, its secrets as files (in tmp_path in place
+    of SECRETS_DIR, each ending in a newline as a file written by hand does), read by
+    Settings.from_env: required settings present, none set twice, each value the file's."""
+    for name, fn in stack["functions"].items():
+        env = {k: str(v) for k, v in fn["environment"].items()}
+        if env.get("BOXOFFICE_TICKET_PUBLIC_KEYS") == "${BOXOFFICE_TICKET_PUBLIC_KEYS}":
+            env["BOXOFFICE_TICKET_PUBLIC_KEYS"] = "stand-in for the ConfigMap's value"
+        expected = {}
+        for var, path in file_variables(env).items():
+            secret = path.removeprefix(SECRETS_DIR)
+            mounted = tmp_path / name / secret
+            mounted.parent.mkdir(exist_ok=True)
+            mounted.write_text(f"{name}'s {secret}\n")
+            env[var + FILE_SUFFIX] = str(mounted)
+            expected[var] = f"{name}'s {secret}"
+        Settings.from_env(env)  # ConfigurationError if a required one is missing or doubled
+        assert {var: env_value(var, env) for var in expected} == expected, name
+        assert "BOXOFFICE_DATABASE_URL" in expected, name
 
 
 def test_health_and_readiness_paths_are_real_routes(
@@ -224,6 +301,10 @@ def test_the_guide_names_every_secret_the_stack_uses(stack: dict[str, Any]) -> N
     assert used
     for secret in used:
         assert f"faas-cli secret create {secret}" in guide, secret
+    # and the file variable that brings each to its function, as stack.yml writes it
+    for fn in stack["functions"].values():
+        for var, path in file_variables(fn["environment"]).items():
+            assert f"`{var}{FILE_SUFFIX}: {path}`" in guide, var
     for path in ("deploy/openfaas/stack.yml", "deploy/openfaas/kafkasource.yaml"):
         assert path in guide
 
