@@ -7,8 +7,8 @@ STACK := stack/boxo
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-up:  ## install (first run) and start the whole local stack
-	@$(STACK) up
+up: $(if $(filter 1,$(CONTAINERS)),images)  ## install (first run) and start the whole local stack (CONTAINERS=1: the functions as containers of their images)
+	@BOXOFFICE_CONTAINERS=$(CONTAINERS) $(STACK) up
 
 down:  ## stop the local stack (data kept; `stack/boxo down --purge` deletes it)
 	@$(STACK) down
@@ -32,9 +32,12 @@ fmt: venv  ## format the code
 	$(VENV)/ruff check --fix .
 	$(VENV)/ruff format .
 
-test: lint up browser-deps bench-deps  ## run every test (unit, integration, e2e, browser), then check the dev database's invariants
+test: lint up images browser-deps bench-deps  ## run every test (unit, integration, e2e, browser, containers), then check the dev database's invariants
 	@set -a && source .state/env && set +a && $(VENV)/pytest --floors tests/floors.toml $(PYTEST_ARGS)
 	@$(STACK) verify
+
+images: venv  ## build every function's image (Containerfile; no network in the build; the engine started if none runs): dev.local/boxoffice/<function>:<chart tag>
+	@$(STACK) images
 
 browser-deps:  ## what the browser tests need: Debian's chromium and fonts, the storefront's npm packages
 	@bash -c 'source stack/lib.sh && bx_apt_install chromium fonts-dejavu-core'
@@ -57,7 +60,7 @@ lock:  ## re-resolve requirements/*.lock (hashes) from pyproject.toml
 	.cache/uv-venv/bin/uv pip compile pyproject.toml --generate-hashes \
 	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 -q -o requirements/runtime.lock
 
-.PHONY: help up down status verify venv lint fmt test unit lock browser-deps browser bench-deps
+.PHONY: help up down status verify venv lint fmt test unit lock images browser-deps browser bench-deps
 
 deploy-check: venv  ## offline deploy checks: helm lint, kubeconform -strict, invariants, image entrypoint
 	@bash deploy/tools.sh >/dev/null

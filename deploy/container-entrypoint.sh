@@ -9,7 +9,8 @@
 #   THREADS  requests run at once: default THREADS_PER_CPU (4) x ceil(CPU limit), at least 2;
 #            the CPU limit is read
 #            from cgroup v2 cpu.max (or cgroup v1 cfs quota); no limit -> 1 CPU assumed.
-# Explicit WORKERS / THREADS in the environment win.
+# Explicit WORKERS / THREADS in the environment win. LISTEN_HOST: the address to listen on
+# (default 0.0.0.0; the local stack's containers share the host's network and take 127.0.0.1).
 set -eu
 
 : "${FUNCTION:?FUNCTION is not set (get_event|get_customer|create_booking|consume_order|housekeeping|check_in)}"
@@ -51,4 +52,4 @@ if [ "${1:-}" = "--print-config" ]; then
 fi
 
 exec python -m boxoffice.processes.server \
-  --source "$APP_DIR/functions/$FUNCTION/main.py" --port "$PORT"
+  --source "$APP_DIR/functions/$FUNCTION/main.py" --host "${LISTEN_HOST:-0.0.0.0}" --port "$PORT"

@@ -46,7 +46,8 @@ def test_entrypoint_runs_the_function_server_on_port() -> None:
     command = " ".join(script[script.index("exec python -m boxoffice.processes.server") :].split())
     assert command.startswith(
         "exec python -m boxoffice.processes.server \\ "
-        '--source "$APP_DIR/functions/$FUNCTION/main.py" --port "$PORT"'
+        '--source "$APP_DIR/functions/$FUNCTION/main.py" --host "${LISTEN_HOST:-0.0.0.0}" '
+        '--port "$PORT"'
     )
     assert "/sys/fs/cgroup/cpu.max" in script
 
