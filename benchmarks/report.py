@@ -333,6 +333,44 @@ def rows(results: dict[str, Any]) -> list[Row]:  # noqa: PLR0912, PLR0915 - one 
                     verdict(m["worker_rss_mb"] <= 80, smoke),
                 )
             )
+    if "containers" in s:
+        c = s["containers"]
+        out.append(
+            (
+                "5 images",
+                "make images, warm (nothing changed)",
+                fmt(c["warm_build_s"], " s"),
+                "",
+                "",
+                "",
+            )
+        )
+        for fn, d in c["images"].items():
+            out.append(
+                (
+                    "5 images",
+                    f"{fn}: image size (own layer)",
+                    f"{fmt(d['size_mb'], ' MB')} ({fmt(d['own_mb'] * 1000, ' kB')})",
+                    f"shared {fmt(d['shared_mb'], ' MB')}",
+                    "≤ 200 MB",
+                    verdict(d["size_mb"] <= 200, smoke),
+                )
+            )
+            cold = d["cold_start"]
+            out.append(
+                (
+                    "5 images",
+                    f"{fn}: docker run → {cold['route']} 200",
+                    *minmax(cold["first_route_s"], " s", 3),
+                    "≤ 1 s",
+                    verdict(cold["first_route_s"]["median"] <= 1, smoke),
+                )
+            )
+        gz = c["compressed_mb"]
+        out.append(
+            ("5 images", f"{gz['image']} gzip-compressed", fmt(gz["gzip_mb"], " MB"), "", "", "")
+        )
+
     if "token" in s:
         t = s["token"]
         out.append(

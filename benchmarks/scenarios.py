@@ -13,6 +13,7 @@ from benchmarks import (
     burst,
     catalogue,
     cold_start,
+    containers,
     flash_sale,
     overload,
     refusal,
@@ -38,6 +39,7 @@ ALL = [
     "burst",
     "booking_to_confirmed",
     "cold_start",
+    "containers",
     "token",
 ]
 # Run only when named (`--scenarios waiting_room`), and by the smoke run.
@@ -54,6 +56,7 @@ SCENARIOS: dict[str, Scenario] = {
     "burst": burst.burst,
     "booking_to_confirmed": booking_to_confirmed.booking_to_confirmed,
     "cold_start": cold_start.cold_start,
+    "containers": containers.containers,
     "token": token_verification.token,
     "waiting_room": waiting_room.waiting_room,
     "runtime": runtime.runtime,

@@ -73,6 +73,7 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
         for r in generator_runs(result)
         if r.get("requests")
     ]
+    images = (s.get("containers") or {}).get("images", {})
     room = s.get("waiting_room") or {}
     room_runs = room.get("runs") or {}
     room_run = room_runs.get("line") or next(iter(room_runs.values()), None)
@@ -119,6 +120,11 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
         "catalogue_direct_cpu_ms_per_read": _median(direct_step, "server_cpu_ms_per_request"),
         # the load generator's CPU per request, largest over every attack of the run
         "client_cpu_ms_per_request_max": max((c for c in client if c is not None), default=None),
+        # issue 21: the function images (largest) and the container cold start (slowest median)
+        "image_size_mb_max": max((d["size_mb"] for d in images.values()), default=None),
+        "container_cold_start_s_max": max(
+            (d["cold_start"]["first_route_s"]["median"] for d in images.values()), default=None
+        ),
         # joins answered per second in the waiting room (its `line` run, else its first)
         "waiting_room_joins_per_s": _number(room_run.get("joins_per_s")) if room_run else None,
     }

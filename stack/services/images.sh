@@ -98,6 +98,7 @@ images_base() {
     tar -xOf "$tar.part" ./var/lib/dpkg/status | awk '/^Package:/{p=$2} /^Version:/{print p, $2}' \
       >"$tar.packages.txt"
     mv "$tar.part" "$tar"
+    find "$BX_IMAGES_CACHE" -maxdepth 1 -name 'python-base-bookworm-*' ! -name "$(basename "$tar")*" -delete
   fi
   bx_log "importing $tag from $tar"
   bx_docker import --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
@@ -151,8 +152,13 @@ images_build() {
     [[ -f "$BX_ROOT/functions/$fn/main.py" ]] || bx_die "no function $fn in functions/"
     bx_log "building $(image_name "$fn")"
     bx_docker build -q -f "$BX_ROOT/Containerfile" ${base:+--build-arg "PYTHON_IMAGE=$base"} \
-      --build-arg "FUNCTION=$fn" --label "org.opencontainers.image.revision=$(git -C "$BX_ROOT" rev-parse HEAD 2>/dev/null || echo unknown)" \
+      --build-arg "FUNCTION=$fn" --label org.opencontainers.image.vendor=Boxoffice \
+      --label "org.opencontainers.image.revision=$(git -C "$BX_ROOT" rev-parse HEAD 2>/dev/null || echo unknown)" \
       -t "$(image_name "$fn")" "$BX_ROOT" >/dev/null || bx_die "building the $fn image failed"
   done
+  # what earlier builds left: their images (untagged now) and older bases
+  bx_docker image prune -f --filter "label=org.opencontainers.image.vendor=Boxoffice" >/dev/null
+  [[ -z $base ]] || bx_docker images --format '{{.Repository}}:{{.Tag}}' boxoffice/python-base |
+    grep -vxF "$base" | xargs -r "$BX_DOCKER_CLI" rmi >/dev/null 2>&1 || true
   bx_ok "images built in $((SECONDS - t0))s: $(for fn in "${fns[@]}"; do printf '%s ' "$(image_name "$fn")"; done)"
 }

@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # Every scenario of benchmarks/scenarios.py (ALL, OPTIONAL) but `profile` (py-spy: full runs only)
 SMOKE_SCENARIOS = {
     "refusal",
+    "containers",
     "catalogue",
     "catalogue_cached",
     "floor",
@@ -134,6 +135,12 @@ def test_bench_smoke_produces_table_report_plots_and_sells_exactly_capacity(
     assert s["cold_start"]["get_event"]["healthz_s"]["median"] > 0
     assert s["cold_start"]["get_event"]["worker_rss_mb"]["median"] > 0
     assert s["token"]["micro"]["verify_us"]["median"] > 0
+    # every function's image measured: its size, and a container that answered its route
+    images = s["containers"]["images"]
+    assert sorted(images) == sorted(p.parent.name for p in ROOT.glob("functions/*/main.py"))
+    for fn, figures in images.items():
+        assert figures["size_mb"] > figures["own_mb"] > 0, fn
+        assert figures["cold_start"]["first_route_s"]["median"] > 0, fn
     # no scenario may excuse itself: a smoke run in which one reports itself unavailable (the
     # stack lacks what it needs) checked nothing of it
     assert unavailable(s) == {}
