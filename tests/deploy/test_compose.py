@@ -111,7 +111,7 @@ def test_functions_are_built_from_the_containerfile(model: dict[str, Any]) -> No
         assert Path(build["context"]) == ROOT
         assert build["dockerfile"] == "Containerfile"
         assert build["args"] == {"FUNCTION": fn}
-        assert services[fn]["image"] == f"boxoffice/{fn}:dev"
+        assert services[fn]["image"] == f"dev.local/boxoffice/{fn}:0.1.0"  # make images' name
     assert (ROOT / "Containerfile").exists()
 
 
@@ -119,7 +119,7 @@ def test_only_official_images_pinned_by_tag(model: dict[str, Any]) -> None:
     seen = set()
     for name, service in model["services"].items():
         if "build" in service:
-            assert service["image"].startswith("boxoffice/"), name
+            assert service["image"].startswith("dev.local/boxoffice/"), name
             continue
         image = re.sub(r"@sha256:[0-9a-f]{64}$", "", service["image"])  # a digest pin is fine
         assert "bitnami" not in image, name
