@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -20,6 +19,8 @@ from typing import Any
 
 import pytest
 import requests
+
+from integration.support_servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK = ROOT / "stack" / "boxo"
@@ -84,13 +85,6 @@ def inspect_image(function: str) -> dict[str, Any]:
 def stack_env() -> dict[str, str]:
     """The environment the stack gives its functions (`stack/boxo env` as it wrote it)."""
     return {k: v for k, v in os.environ.items() if k.startswith("BOXOFFICE_")}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
 
 
 @dataclass
