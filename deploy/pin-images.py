@@ -33,7 +33,9 @@ DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 # file -> pattern whose group "ref" is an image reference (one per match)
 SOURCES: dict[str, re.Pattern[str]] = {
     "Containerfile": re.compile(r"^ARG PYTHON_IMAGE=(?P<ref>\S+)$", re.M),
-    "docker-compose.yml": re.compile(r"^\s+image:\s*(?P<ref>(?!boxoffice/)\S+)$", re.M),
+    "docker-compose.yml": re.compile(
+        r"^\s+image:\s*(?P<ref>(?!(?:dev\.local/)?boxoffice/)\S+)$", re.M
+    ),
     "kind-config.yaml": re.compile(r"^\s+image:\s*(?P<ref>\S+)$", re.M),
     "helm/platform/cnpg-cluster.yaml": re.compile(r"^\s+imageName:\s*(?P<ref>\S+)$", re.M),
     "helm/boxoffice/values.yaml": re.compile(r"^\s+image:\s*(?P<ref>\S+[:@]\S+)$", re.M),
