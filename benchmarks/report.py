@@ -333,6 +333,18 @@ def rows(results: dict[str, Any]) -> list[Row]:  # noqa: PLR0912, PLR0915 - one 
                     verdict(m["worker_rss_mb"] <= 80, smoke),
                 )
             )
+    if "ticket_pdf" in s:
+        t = s["ticket_pdf"]
+        out.append(
+            (
+                "5 ticket PDF",
+                "CPU per ticket page (4-ticket documents; median of 3)",
+                fmt(t["ms_per_page"], " ms", 2),
+                f"1-ticket document {fmt(t['ms_per_single_ticket_document'], ' ms', 2)}",
+                "≤ 3 ms",
+                verdict(t["ms_per_page"] <= 3, smoke),
+            )
+        )
     if "containers" in s:
         c = s["containers"]
         out.append(

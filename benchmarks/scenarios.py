@@ -19,6 +19,7 @@ from benchmarks import (
     refusal,
     runtime,
     spread,
+    ticket_pdf_cpu,
     token_verification,
     waiting_room,
 )
@@ -40,6 +41,7 @@ ALL = [
     "booking_to_confirmed",
     "cold_start",
     "containers",
+    "ticket_pdf",
     "token",
 ]
 # Run only when named (`--scenarios waiting_room`), and by the smoke run.
@@ -57,6 +59,7 @@ SCENARIOS: dict[str, Scenario] = {
     "booking_to_confirmed": booking_to_confirmed.booking_to_confirmed,
     "cold_start": cold_start.cold_start,
     "containers": containers.containers,
+    "ticket_pdf": ticket_pdf_cpu.ticket_pdf,
     "token": token_verification.token,
     "waiting_room": waiting_room.waiting_room,
     "runtime": runtime.runtime,

@@ -125,6 +125,8 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
         "container_cold_start_s_max": max(
             (d["cold_start"]["first_route_s"]["median"] for d in images.values()), default=None
         ),
+        # issue 22: CPU per ticket page of the PDF documents
+        "ticket_pdf_ms_per_page": _number((s.get("ticket_pdf") or {}).get("ms_per_page")),
         # joins answered per second in the waiting room (its `line` run, else its first)
         "waiting_room_joins_per_s": _number(room_run.get("joins_per_s")) if room_run else None,
     }

@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SMOKE_SCENARIOS = {
     "refusal",
     "containers",
+    "ticket_pdf",
     "catalogue",
     "catalogue_cached",
     "floor",
@@ -135,6 +136,7 @@ def test_bench_smoke_produces_table_report_plots_and_sells_exactly_capacity(
     assert s["cold_start"]["get_event"]["healthz_s"]["median"] > 0
     assert s["cold_start"]["get_event"]["worker_rss_mb"]["median"] > 0
     assert s["token"]["micro"]["verify_us"]["median"] > 0
+    assert s["ticket_pdf"]["ms_per_page"] > 0
     # every function's image measured: its size, and a container that answered its route
     images = s["containers"]["images"]
     assert sorted(images) == sorted(p.parent.name for p in ROOT.glob("functions/*/main.py"))
