@@ -10,8 +10,10 @@
 -- SMTP server's acceptance and this row's update is recognisable as the same message).
 -- State `undeliverable`: the SMTP server refused the recipient or the message for good (5xx);
 -- never retried by itself. `withdrawn`: the order was cancelled before its email went out.
+-- Orders are never deleted by the application; a row deleted by hand (or by a test's cleanup)
+-- takes its email obligation with it (ON DELETE CASCADE).
 CREATE TABLE ticket_email (
-    order_id        uuid        PRIMARY KEY REFERENCES orders (id),
+    order_id        uuid        PRIMARY KEY REFERENCES orders (id) ON DELETE CASCADE,
     state           text        NOT NULL DEFAULT 'pending'
                                 CHECK (state IN ('pending', 'sent', 'undeliverable', 'withdrawn')),
     attempts        integer     NOT NULL DEFAULT 0 CHECK (attempts >= 0),
