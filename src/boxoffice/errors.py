@@ -346,6 +346,42 @@ class WrongEvent(Conflict):
     title = "Ticket is for another event"
 
 
+# -- payments (the PaymentProvider port and its adapters; docs/adr/0018-payment-provider-port.md) --
+
+
+class AmountNotRepresentable(BoxofficeError):
+    """An amount that the currency's minor units cannot hold exactly (more decimal places than the
+    currency has, negative, not finite), or a currency payments do not support: never rounded."""
+
+    slug = "amount-not-representable"
+    status = 422
+    title = "Amount cannot be paid in this currency"
+
+
+class InvalidWebhookSignature(BadRequest):
+    """A payment provider's webhook whose signature does not match its body and the endpoint
+    secret, or whose signed timestamp is outside the tolerance: nothing in it is believed."""
+
+    slug = "invalid-webhook-signature"
+    title = "Webhook signature invalid"
+
+
+class PaymentRejected(Conflict):
+    """The payment provider refused the request (a refund over what is left, an intent in a state
+    that does not allow it, a declined card); `providerCode` says the provider's reason."""
+
+    slug = "payment-rejected"
+    title = "Payment provider rejected the request"
+
+
+class PaymentProviderUnavailable(ServiceUnavailable):
+    """The payment provider is unreachable, timed out, limits our rate, or answered with an error
+    of its own or with something we cannot read; retry after Retry-After (same idempotency key)."""
+
+    slug = "payment-provider-unavailable"
+    title = "Payment provider unavailable"
+
+
 def all_error_classes() -> list[type[BoxofficeError]]:
     """Every concrete error class (used by the docs/spec consistency test)."""
     seen: list[type[BoxofficeError]] = []
