@@ -16,7 +16,9 @@ from boxoffice.domain.bookings import Booking, StoredResponse
 from boxoffice.domain.catalogue import Event, EventQuery, Venue
 from boxoffice.domain.checkins import CheckInSummary, ScanAttempt, ScanRecord
 from boxoffice.domain.customers import Customer, Profile
+from boxoffice.domain.money import Money
 from boxoffice.domain.orders import BookingEvent, DocumentSource, NewTicket, Order, Outcome
+from boxoffice.domain.payments import PaymentIntent, ProviderEvent, Refund
 from boxoffice.domain.waiting_room import AdmissionClaims, Line, LineState, Place, QueueSettings
 
 
@@ -309,6 +311,38 @@ class DocumentRenderer(Protocol):
     content_type: str
 
     def render(self, source: DocumentSource) -> bytes: ...
+
+
+# -- payments (docs/adr/0018-payment-provider-port.md) -------------------------------------------
+
+
+class PaymentProvider(Protocol):
+    """Takes and gives back a booking's money (`boxoffice.adapters.stripe_payments`).
+
+    Every call that changes something carries an idempotency key: the same key again returns the
+    first call's result, so a retry after a timeout never charges or refunds twice. Failures
+    raise `PaymentRejected` (the provider said no), `PaymentProviderUnavailable` (it could not be
+    asked, or answered with an error of its own: retry with the same key) or `ConfigurationError`
+    (our credentials are refused)."""
+
+    def create_payment(
+        self, booking_id: uuid.UUID, amount: Money, idempotency_key: str
+    ) -> PaymentIntent:
+        """A new payment of `amount` for the booking (its id in the payment's metadata), with
+        what the buyer's browser needs to pay (client secret, or a redirect)."""
+        ...
+
+    def retrieve(self, intent_id: str) -> PaymentIntent: ...
+
+    def refund(self, intent_id: str, amount: Money | None, idempotency_key: str) -> Refund:
+        """Give back `amount` of the payment (None: all that is left of it)."""
+        ...
+
+    def parse_webhook(self, payload: bytes, signature: str) -> ProviderEvent:
+        """The event a webhook delivers, once its signature is verified against the endpoint
+        secret and its signed timestamp is within the tolerance; `InvalidWebhookSignature` when
+        not (a tampered body, an old or replayed delivery, another endpoint's secret)."""
+        ...
 
 
 # -- check-in (check_in) --------------------------------------------------------------------------
