@@ -1,4 +1,6 @@
-"""Paths, the stack's environment, the pinned load generators, and the machine's description."""
+"""Paths, the stack's environment, the pinned tools built into the project cache (the load
+generators; stripe-mock, the Stripe API double of tests/integration), and the machine's
+description."""
 
 from __future__ import annotations
 
@@ -19,6 +21,12 @@ CACHE = Path(
 VEGETA_MODULE = "github.com/tsenart/vegeta/v12"
 VEGETA_VERSION = "v12.13.0"
 VEGETA = CACHE / "tools" / f"vegeta-{VEGETA_VERSION}" / "vegeta"
+# The Stripe API double the payment adapter's tests run against (tests/integration/
+# support_stripe_mock.py): it answers in Stripe's wire format and validates requests against
+# Stripe's OpenAPI spec. Built from the Go module proxy like vegeta.
+STRIPE_MOCK_MODULE = "github.com/stripe/stripe-mock"
+STRIPE_MOCK_VERSION = "v0.203.0"
+STRIPE_MOCK = CACHE / "tools" / f"stripe-mock-{STRIPE_MOCK_VERSION}" / "stripe-mock"
 # The high-rate GET scenarios' client (benchmarks/load.py `attack_oha`): ~0.02 ms of client CPU per
 # request where vegeta takes ~0.2 ms. Its TLS is never used (plain HTTP to 127.0.0.1): built with
 # the system's OpenSSL (`native-tls`, needs libssl-dev) rather than the default rustls/aws-lc,
@@ -65,29 +73,41 @@ def ensure_topic(kafka: str, topic: str, partitions: int = 3, check: bool = True
     )
 
 
-def ensure_vegeta() -> Path:
-    """The pinned vegeta binary, built with `go install` into the project cache on first use."""
-    if VEGETA.exists():
-        return VEGETA
+def go_install(module: str, version: str, binary: Path) -> Path:
+    """`binary`, built with `go install module@version` into its folder of the project cache on
+    first use (GOPATH and the build cache in the project cache too; no cgo)."""
+    if binary.exists():
+        return binary
     go = shutil.which("go") or (
         "/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None
     )
     if go is None:
         raise BenchError(
-            f"vegeta {VEGETA_VERSION} is not in {VEGETA.parent} and there is no Go toolchain to "
-            "build it: install Go (https://go.dev/dl) or put a vegeta binary there"
+            f"{binary.name} {version} is not in {binary.parent} and there is no Go toolchain to "
+            f"build it: install Go (https://go.dev/dl) or put a {binary.name} binary there"
         )
     tools = CACHE / "tools"
     env = dict(
         os.environ,
-        GOBIN=str(VEGETA.parent),
+        GOBIN=str(binary.parent),
         GOPATH=str(tools / "gopath"),
         GOCACHE=str(tools / "gocache"),
         CGO_ENABLED="0",
     )
-    print(f"[bench] building vegeta {VEGETA_VERSION} into {VEGETA.parent} (once)", flush=True)
-    subprocess.run([go, "install", f"{VEGETA_MODULE}@{VEGETA_VERSION}"], env=env, check=True)
-    return VEGETA
+    print(f"[tools] building {binary.name} {version} into {binary.parent} (once)", flush=True)
+    subprocess.run([go, "install", f"{module}@{version}"], env=env, check=True)
+    return binary
+
+
+def ensure_vegeta() -> Path:
+    """The pinned vegeta binary, built with `go install` into the project cache on first use."""
+    return go_install(VEGETA_MODULE, VEGETA_VERSION, VEGETA)
+
+
+def ensure_stripe_mock() -> Path:
+    """The pinned stripe-mock binary, built with `go install` into the project cache on first
+    use (about a minute, once)."""
+    return go_install(STRIPE_MOCK_MODULE, STRIPE_MOCK_VERSION, STRIPE_MOCK)
 
 
 def ensure_oha() -> Path:

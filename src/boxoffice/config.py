@@ -125,6 +125,20 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
         "0.5",
         "Share of BOXOFFICE_BOOKING_CAPACITY_PER_SECOND that automatic queues admit (buyers/s).",
     ),
+    # Payments through Stripe (boxoffice.adapters.stripe_payments; ADR 18).
+    "BOXOFFICE_STRIPE_API_KEY": ("", "Stripe secret API key (sk_...); required to take payments."),
+    "BOXOFFICE_STRIPE_API_BASE": (
+        "",
+        "Base URL of Stripe's API (empty: Stripe's own); e.g. a stripe-mock for tests.",
+    ),
+    "BOXOFFICE_STRIPE_WEBHOOK_SECRET": (
+        "",
+        "Signing secret of the Stripe webhook endpoint (whsec_...); required to accept webhooks.",
+    ),
+    "BOXOFFICE_STRIPE_WEBHOOK_TOLERANCE_SECONDS": (
+        "300",
+        "Oldest signed timestamp of a Stripe webhook accepted, in seconds (older: refused).",
+    ),
     # The HTTP server of every function (boxoffice.processes.server, docs/adr/0011-overload.md).
     "PORT": ("8080", "Port the function serves HTTP on (Knative and OpenFaaS set it)."),
     "WORKERS": ("1", "Server worker processes (granian; the local stack: one per CPU)."),
@@ -267,6 +281,10 @@ class Settings:
     admission_tick_seconds: float = 1.0
     booking_capacity_per_second: Decimal = Decimal(200)
     admission_safety_factor: Decimal = Decimal("0.5")
+    stripe_api_key: str = ""
+    stripe_api_base: str = ""
+    stripe_webhook_secret: str = ""
+    stripe_webhook_tolerance: int = 300
 
     @property
     def kafka_servers(self) -> list[str]:
@@ -323,6 +341,10 @@ class Settings:
             admission_tick_seconds=_seconds(e, "BOXOFFICE_ADMISSION_TICK_SECONDS"),
             booking_capacity_per_second=_decimal(e, "BOXOFFICE_BOOKING_CAPACITY_PER_SECOND"),
             admission_safety_factor=_decimal(e, "BOXOFFICE_ADMISSION_SAFETY_FACTOR"),
+            stripe_api_key=_get(e, "BOXOFFICE_STRIPE_API_KEY"),
+            stripe_api_base=_get(e, "BOXOFFICE_STRIPE_API_BASE"),
+            stripe_webhook_secret=_get(e, "BOXOFFICE_STRIPE_WEBHOOK_SECRET"),
+            stripe_webhook_tolerance=_int(e, "BOXOFFICE_STRIPE_WEBHOOK_TOLERANCE_SECONDS", 1),
         )
 
 
