@@ -23,8 +23,9 @@ from boxoffice.web.cloudevents import decode_booking_event
 MAX_EVENT_BYTES = 64 * 1024
 
 
-# Ready when its ticket-signing key is configured and the database answers.
-app = function_app("consume_order", needs=lambda c: c.ticket_signer)
+# Ready when its ticket-signing key (and the SMTP sender, when one is configured) is valid and the
+# database answers.
+app = function_app("consume_order", needs=lambda c: (c.ticket_signer, c.ticket_mailer))
 
 
 @app.route("/", methods=["POST"])

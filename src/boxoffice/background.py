@@ -38,6 +38,20 @@ log = logging.getLogger("boxoffice.background")
 Pass = Callable[[], Progress]  # one pass of a service (e.g. services.relay.RelayPass)
 
 
+def in_turn(*passes: Pass) -> Pass:
+    """One pass that runs `passes` one after the other (e.g. the document worker's: documents,
+    then ticket emails): MORE when any found more due, else WORKED when any worked. A pass that
+    raises ends it (the worker logs it; the next pass starts again from the first)."""
+
+    def run() -> Progress:
+        outcomes = [p() for p in passes]
+        if Progress.MORE in outcomes:
+            return Progress.MORE
+        return Progress.WORKED if Progress.WORKED in outcomes else Progress.IDLE
+
+    return run
+
+
 class BackgroundWorker:
     def __init__(
         self,

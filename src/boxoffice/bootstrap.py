@@ -20,7 +20,7 @@ from boxoffice import errors
 from boxoffice.adapters import postgres
 from boxoffice.adapters.postgres import Database, PostgresUnitOfWork
 from boxoffice.adapters.resilience import Breaker, FailurePredicate
-from boxoffice.background import BackgroundWorker
+from boxoffice.background import BackgroundWorker, Pass, in_turn
 from boxoffice.config import Settings
 from boxoffice.domain.identity import Principal
 from boxoffice.services.ports import NoopOutboxNotifier, OutboxNotifier
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from boxoffice.adapters.postgres_orders import OrderUnitOfWorks, PostgresOrderStore
     from boxoffice.adapters.postgres_waiting_room import PostgresWaitingRoom
     from boxoffice.adapters.s3 import S3DocumentStore
+    from boxoffice.adapters.smtp_mail import SmtpTicketMailer
     from boxoffice.domain.tickets import TicketKeys, TicketSigner
     from boxoffice.services.bookings import BookingPolicy
     from boxoffice.services.housekeeping import Policy as HousekeepingPolicy
@@ -279,9 +280,40 @@ class Container:
         uow, store, renderer = self.order_uow, self.document_store, PdfTicketRenderer()
         return BackgroundWorker(
             "ticket-document-worker",
-            lambda: document_pass(uow, store, renderer),
+            self.document_and_email_pass(lambda: document_pass(uow, store, renderer)),
             self.settings.ticket_document_sweep_seconds,
         )
+
+    @functools.cached_property
+    def ticket_mailer(self) -> SmtpTicketMailer | None:
+        """The SMTP sender of ticket emails; None when BOXOFFICE_SMTP_HOST is empty (no email is
+        sent: they wait in the outbox). ConfigurationError for an invalid BOXOFFICE_SMTP_FROM."""
+        s = self.settings
+        if not s.smtp_host:
+            return None
+        from boxoffice.adapters.smtp_mail import SmtpTicketMailer  # noqa: PLC0415 - lazy
+
+        return SmtpTicketMailer(
+            s.smtp_host,
+            s.smtp_port,
+            s.smtp_from,
+            username=s.smtp_username,
+            password=s.smtp_password,
+            starttls=s.smtp_starttls,
+            timeout=s.smtp_timeout,
+        )
+
+    def document_and_email_pass(self, documents: Pass) -> Pass:
+        """The document worker's pass: `documents`, then the due ticket emails (when sending is
+        configured), so one worker (thread or process) does both (docs/adr/0019)."""
+        from boxoffice.adapters.ticket_pdf import PdfTicketRenderer  # noqa: PLC0415 - lazy
+        from boxoffice.services.ticket_emails import email_pass  # noqa: PLC0415 - lazy
+
+        mailer = self.ticket_mailer
+        if mailer is None:
+            return documents
+        uow, renderer = self.order_uow, PdfTicketRenderer()
+        return in_turn(documents, lambda: email_pass(uow, mailer, renderer))
 
     @functools.cached_property
     def document_notifier(self) -> OutboxNotifier:

@@ -82,6 +82,20 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
         "consume_order: `thread` renders ticket PDFs in a background thread of the function; "
         "`off` leaves them to `python -m boxoffice.processes.documents` (a process of their own).",
     ),
+    # Tickets by email (the document worker; docs/adr/0019-tickets-by-email.md).
+    "BOXOFFICE_SMTP_HOST": (
+        "",
+        "SMTP server of ticket emails; empty: none is sent (they wait in the outbox, pending).",
+    ),
+    "BOXOFFICE_SMTP_PORT": ("587", "Port of the SMTP server."),
+    "BOXOFFICE_SMTP_FROM": (
+        "Boxoffice <tickets@boxoffice.example>",
+        "From of ticket emails (its domain is the Message-IDs' too).",
+    ),
+    "BOXOFFICE_SMTP_STARTTLS": ("on", "`on`: STARTTLS before sending (required); `off`: plain."),
+    "BOXOFFICE_SMTP_USERNAME": ("", "SMTP login (empty: no authentication)."),
+    "BOXOFFICE_SMTP_PASSWORD": ("", "SMTP password (with BOXOFFICE_SMTP_USERNAME)."),
+    "BOXOFFICE_SMTP_TIMEOUT_SECONDS": ("10", "Timeout of each SMTP connection and reply."),
     "BOXOFFICE_OUTBOX_SWEEP_SECONDS": (
         "2",
         "Outbox relay: seconds between sweeps for unpublished events.",
@@ -276,6 +290,13 @@ class Settings:
     prune_batch_size: int = 1000
     ticket_public_keys: str = ""
     ticket_document_worker: str = "thread"
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_from: str = "Boxoffice <tickets@boxoffice.example>"
+    smtp_starttls: bool = True
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_timeout: float = 10.0
     admission_signing_key: str = ""
     admission_verify_keys: str = ""
     admission_tick_seconds: float = 1.0
@@ -336,6 +357,13 @@ class Settings:
             ticket_document_worker=_choice(
                 e, "BOXOFFICE_TICKET_DOCUMENT_WORKER", ("thread", "off")
             ),
+            smtp_host=_get(e, "BOXOFFICE_SMTP_HOST"),
+            smtp_port=_int(e, "BOXOFFICE_SMTP_PORT", 1),
+            smtp_from=_get(e, "BOXOFFICE_SMTP_FROM"),
+            smtp_starttls=_choice(e, "BOXOFFICE_SMTP_STARTTLS", ("on", "off")) == "on",
+            smtp_username=_get(e, "BOXOFFICE_SMTP_USERNAME"),
+            smtp_password=_get(e, "BOXOFFICE_SMTP_PASSWORD"),
+            smtp_timeout=_seconds(e, "BOXOFFICE_SMTP_TIMEOUT_SECONDS"),
             admission_signing_key=_get(e, "BOXOFFICE_ADMISSION_SIGNING_KEY"),
             admission_verify_keys=_get(e, "BOXOFFICE_ADMISSION_VERIFY_KEYS"),
             admission_tick_seconds=_seconds(e, "BOXOFFICE_ADMISSION_TICK_SECONDS"),

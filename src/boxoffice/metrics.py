@@ -304,6 +304,19 @@ TICKET_DOCUMENT_RENDER = Histogram(
     registry=REGISTRY,
 )
 
+TICKET_EMAILS = Counter(
+    "boxoffice_ticket_emails",
+    "Ticket email attempts by outcome: sent, failed (retried later), undeliverable (refused for"
+    " good by the mail server), withdrawn (the order was cancelled first).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+TICKET_EMAILS_PENDING = Gauge(
+    "boxoffice_ticket_emails_pending",
+    "Ticket emails waiting to be sent (as last counted by this process's document worker).",
+    multiprocess_mode="livemax",
+    registry=REGISTRY,
+)
 
 # Check-in (check_in).
 TICKETS_CHECKED_IN = Counter(

@@ -3,12 +3,15 @@
 consume_order renders and stores ticket PDFs in a background thread of its own process by
 default. With `BOXOFFICE_TICKET_DOCUMENT_WORKER=off` it leaves them pending, and this process
 (or several: documents are claimed with SKIP LOCKED) renders and stores them instead, so the
-rendering CPU is not taken from the function's request threads (docs/adr/0015). It reads the
-same environment as consume_order and checks for due documents every `--interval` seconds.
+rendering CPU is not taken from the function's request threads (docs/adr/0015). After each
+pass over the documents it sends the due ticket emails when BOXOFFICE_SMTP_HOST is set
+(docs/adr/0019). It reads the same environment as consume_order and checks for due documents
+every `--interval` seconds.
 With `--port` (default: `$PORT` when set) it serves /healthz and /metrics (`health`).
 
     python -m boxoffice.processes.documents            # run until SIGTERM/SIGINT
-    python -m boxoffice.processes.documents --once     # store what is pending, exit (0: none left)
+    python -m boxoffice.processes.documents --once     # store (and email) what is pending, exit
+                                                       # (0: none left)
     python -m boxoffice.processes.documents --interval 0.5
 """
 
@@ -23,6 +26,7 @@ from boxoffice.adapters.ticket_pdf import PdfTicketRenderer
 from boxoffice.background import BackgroundWorker
 from boxoffice.processes import startup
 from boxoffice.services.orders import document_pass, sweep_documents
+from boxoffice.services.ticket_emails import send_ticket_emails
 
 log = logging.getLogger("boxoffice.documents")
 
@@ -38,22 +42,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     startup.setup_logging()
     try:
-        container = startup.load(log)
+        container = startup.load(log, lambda c: c.ticket_mailer)
     except startup.ConfigurationExit:
         return startup.EXIT_CONFIGURATION
     uow, store, renderer = container.order_uow, container.document_store, PdfTicketRenderer()
     try:
+        mailer = container.ticket_mailer
         if args.once:
             stored = 0
             while (n := sweep_documents(uow, store, renderer, due_only=False)) > 0:
                 stored += n
+            sent = 0
+            if mailer is not None:
+                while (n := send_ticket_emails(uow, mailer, renderer, due_only=False)) > 0:
+                    sent += n
             with uow() as tx:
-                left = tx.documents.pending_count()
-            log.info("stored %d ticket documents, %d still pending", stored, left)
-            return 0 if left == 0 else 1
+                left, emails = tx.documents.pending_count(), tx.emails.pending_count()
+            log.info(
+                "stored %d ticket documents, %d still pending; "
+                "ticket emails: %d sent, %d pending%s",
+                stored,
+                left,
+                sent,
+                emails,
+                "" if mailer else " (BOXOFFICE_SMTP_HOST is empty: none is sent)",
+            )
+            return 0 if left == 0 and (mailer is None or emails == 0) else 1
         worker = BackgroundWorker(
             "ticket-document-worker",
-            lambda: document_pass(uow, store, renderer),
+            container.document_and_email_pass(lambda: document_pass(uow, store, renderer)),
             args.interval,
         )
         log.info("ticket documents: checking every %.1f s", args.interval)

@@ -19,6 +19,7 @@ from boxoffice.domain.customers import Customer, Profile
 from boxoffice.domain.money import Money
 from boxoffice.domain.orders import BookingEvent, DocumentSource, NewTicket, Order, Outcome
 from boxoffice.domain.payments import PaymentIntent, ProviderEvent, Refund
+from boxoffice.domain.ticket_emails import TicketEmail
 from boxoffice.domain.waiting_room import AdmissionClaims, Line, LineState, Place, QueueSettings
 
 
@@ -343,6 +344,74 @@ class PaymentProvider(Protocol):
         secret and its signed timestamp is within the tolerance; `InvalidWebhookSignature` when
         not (a tampered body, an old or replayed delivery, another endpoint's secret)."""
         ...
+
+
+# -- tickets by email (the document worker; docs/adr/0019-tickets-by-email.md) -------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PendingTicketEmail:
+    """A claimed row of the ticket email outbox: the order's document data and its recipient."""
+
+    source: DocumentSource
+    recipient: str  # the customer's email address
+    attempts: int  # failed attempts so far
+
+
+class TicketEmailRepository(Protocol):
+    """The outbox of ticket emails (`ticket_email`, V11): one row per order, so one email."""
+
+    def claim_due(self, *, due_only: bool = True) -> PendingTicketEmail | None:
+        """Lock the most overdue pending email (SKIP LOCKED), with what it shows and its
+        recipient; None when none is due (or others hold them)."""
+        ...
+
+    def mark_sent(self, order_id: uuid.UUID, message_id: str) -> None: ...
+
+    def mark_failed(self, order_id: uuid.UUID, error: str, message_id: str) -> None:
+        """Count the failed attempt and push the next one back (exponential, capped)."""
+        ...
+
+    def mark_undeliverable(self, order_id: uuid.UUID, error: str, message_id: str) -> None:
+        """The mail server refused it for good: never tried again by itself."""
+        ...
+
+    def mark_withdrawn(self, order_id: uuid.UUID) -> None:
+        """The order was cancelled before its email went out: it never will."""
+        ...
+
+    def pending_count(self) -> int: ...
+
+
+class TicketEmailUnitOfWork(Protocol):
+    @property
+    def emails(self) -> TicketEmailRepository: ...
+    def commit(self) -> None: ...
+
+
+class TicketEmailUnitOfWorkFactory(Protocol):
+    def __call__(self) -> AbstractContextManager[TicketEmailUnitOfWork]: ...
+
+
+class TicketMailer(Protocol):
+    """Hands ticket emails to a mail server (`boxoffice.adapters.smtp_mail`)."""
+
+    def message_id(self, order_id: uuid.UUID) -> str:
+        """The Message-ID of the order's ticket email: the same on every attempt."""
+        ...
+
+    def send(self, email: TicketEmail) -> None:
+        """Send `email`; raises MailRejected when the server refused it for good (5xx), and
+        MailError when it could not be sent now (unreachable, 4xx, timeout)."""
+        ...
+
+
+class MailError(Exception):
+    """The mail server could not take the email now: worth trying again later."""
+
+
+class MailRejected(MailError):
+    """The mail server refused the email for good (a 5xx reply): trying again cannot help."""
 
 
 # -- check-in (check_in) --------------------------------------------------------------------------
