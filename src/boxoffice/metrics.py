@@ -311,6 +311,8 @@ TICKET_EMAILS = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+for _outcome in ("sent", "failed", "undeliverable", "withdrawn"):  # exported from the start
+    TICKET_EMAILS.labels(_outcome)
 TICKET_EMAILS_PENDING = Gauge(
     "boxoffice_ticket_emails_pending",
     "Ticket emails waiting to be sent (as last counted by this process's document worker).",
