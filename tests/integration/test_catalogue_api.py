@@ -150,7 +150,7 @@ def test_list_events_returns_upcoming_events_soonest_first_and_is_cacheable(
     assert keys == sorted(keys)
     assert all(_parse(e["startsAt"]) >= before - timedelta(seconds=5) for e in items)
     fields = {"id", "name", "description", "startsAt", "venue", "price", "capacity", "status"}
-    assert set(items[0]) == fields | {"maxTicketsPerOrder"}
+    assert set(items[0]) == fields | {"maxTicketsPerOrder", "categories", "onlinePayment"}
 
 
 def test_get_event_returns_the_event_with_its_venue_price_and_capacity(cat: Catalogue) -> None:

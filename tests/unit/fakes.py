@@ -10,18 +10,35 @@ from __future__ import annotations
 
 import copy
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from types import TracebackType
 
-from boxoffice.domain.catalogue import Event, EventQuery, Venue, resize_shards
+from boxoffice.domain.catalogue import (
+    CategoryPlan,
+    Event,
+    EventQuery,
+    TicketCategory,
+    Venue,
+    resize_shards,
+)
 from boxoffice.domain.customers import Customer, Profile
 from boxoffice.domain.money import Money
 
 
 class ReadOnlyViolation(RuntimeError):
     """A write inside a read-only unit of work (a bug in the use case under test)."""
+
+
+@dataclass
+class CategoryRow:
+    id: uuid.UUID
+    name: str
+    price: Decimal
+    position: int
+    shards: list[tuple[int, int]]  # (capacity, sold) per inventory row of the category
 
 
 @dataclass
@@ -33,8 +50,14 @@ class EventRow:
     starts_at: datetime
     price: Decimal
     currency: str
-    shards: list[tuple[int, int]]  # (capacity, sold) per inventory row
+    categories: list[CategoryRow]
     cancelled: bool = False
+    online_payment: bool = False
+
+    @property
+    def shards(self) -> list[tuple[int, int]]:
+        """Every inventory row of the event, category by category."""
+        return [shard for c in self.categories for shard in c.shards]
 
 
 @dataclass
@@ -58,20 +81,38 @@ class FakeStore:
         sold: int = 0,
         name: str = "Concert",
         price: str = "25.00",
+        categories: list[tuple[str, str, int]] | None = None,
     ) -> uuid.UUID:
+        """An event of one "General admission" category (`capacity`, `sold`, `price`), or of
+        `categories` given as (name, price, capacity), nothing sold."""
         event_id = uuid.uuid4()
+        rows = [
+            CategoryRow(uuid.uuid4(), n, Decimal(p), i, [(cap, 0)])
+            for i, (n, p, cap) in enumerate(categories or [])
+        ] or [CategoryRow(uuid.uuid4(), "General admission", Decimal(price), 0, [(capacity, sold)])]
+        lowest = min(c.price for c in rows)
         self.events[event_id] = EventRow(
-            event_id, venue.id, name, "", starts_at, Decimal(price), "EUR", [(capacity, sold)]
+            event_id, venue.id, name, "", starts_at, lowest, "EUR", rows
         )
         return event_id
 
-    def sell(self, event_id: uuid.UUID, seats: int) -> None:
-        row = self.events[event_id]
-        cap, sold = row.shards[0]
-        row.shards[0] = (cap, sold + seats)
+    def sell(self, event_id: uuid.UUID, seats: int, category: int = 0) -> None:
+        shards = self.events[event_id].categories[category].shards
+        cap, sold = shards[0]
+        shards[0] = (cap, sold + seats)
 
     def event(self, row: EventRow) -> Event:
-        capacity = sum(cap for cap, _ in row.shards)
+        categories = tuple(
+            TicketCategory(
+                id=c.id,
+                name=c.name,
+                price=Money(c.price, row.currency),
+                capacity=sum(cap for cap, _ in c.shards),
+                remaining=sum(cap - sold for cap, sold in c.shards),
+                position=c.position,
+            )
+            for c in sorted(row.categories, key=lambda c: (c.position, c.name))
+        )
         return Event(
             id=row.id,
             venue=self.venues[row.venue_id],
@@ -79,10 +120,12 @@ class FakeStore:
             description=row.description,
             starts_at=row.starts_at,
             price=Money(row.price, row.currency),
-            capacity=capacity,
-            remaining=capacity - sum(sold for _, sold in row.shards),
+            capacity=sum(c.capacity for c in categories),
+            remaining=sum(c.remaining for c in categories),
             cancelled=row.cancelled,
             started=row.starts_at <= datetime.now(UTC),
+            categories=categories,
+            online_payment=row.online_payment,
         )
 
 
@@ -123,22 +166,38 @@ class FakeCatalogue:
         name: str,
         description: str,
         starts_at: datetime,
-        price: Decimal,
-        currency: str,
-        shard_capacities: list[int],
+        price: Money,
+        online_payment: bool,
+        categories: Sequence[CategoryPlan],
     ) -> None:
         self._uow.check_writable()
         if venue_id not in self._store.venues:
             raise KeyError(f"foreign key: venue {venue_id}")
+        numbers = [shard for c in categories for shard, _ in c.shards]
+        if numbers != list(range(len(numbers))):  # the primary key (event_id, shard)
+            raise ValueError(f"shard numbers {numbers} are not 0..n-1")
+        for c in categories:
+            if sum(cap for _, cap in c.shards) != c.capacity:  # the deferred trigger
+                raise ValueError(f"shards of category {c.name} do not add up to its capacity")
         self._store.events[event_id] = EventRow(
             event_id,
             venue_id,
             name,
             description,
             starts_at,
-            price,
-            currency,
-            [(cap, 0) for cap in shard_capacities],
+            price.amount,
+            price.currency,
+            [
+                CategoryRow(
+                    uuid.uuid4(),
+                    c.name,
+                    c.price.amount,
+                    c.position,
+                    [(cap, 0) for _, cap in c.shards],
+                )
+                for c in categories
+            ],
+            online_payment=online_payment,
         )
 
     def update_event(
@@ -147,24 +206,36 @@ class FakeCatalogue:
         name: str,
         description: str,
         starts_at: datetime,
-        price: Decimal,
-        currency: str,
+        price: Money,
+        online_payment: bool,
     ) -> bool:
         self._uow.check_writable()
         row = self._store.events.get(event_id)
         if row is None:
             return False
         row.name, row.description, row.starts_at = name, description, starts_at
-        row.price, row.currency = price, currency
+        row.price, row.currency = price.amount, price.currency
+        row.online_payment = online_payment
         return True
 
-    def resize_event(self, event_id: uuid.UUID, capacity: int) -> bool:
+    def _category(self, event_id: uuid.UUID, category_id: uuid.UUID) -> CategoryRow:
+        return next(c for c in self._store.events[event_id].categories if c.id == category_id)
+
+    def set_category_price(
+        self, event_id: uuid.UUID, category_id: uuid.UUID, price: Decimal
+    ) -> None:
         self._uow.check_writable()
-        row = self._store.events[event_id]
-        new_caps = resize_shards(row.shards, capacity)
+        self._category(event_id, category_id).price = price
+
+    def resize_category(self, event_id: uuid.UUID, category_id: uuid.UUID, capacity: int) -> bool:
+        self._uow.check_writable()
+        category = self._category(event_id, category_id)
+        new_caps = resize_shards(category.shards, capacity)
         if new_caps is None:
             return False
-        row.shards = [(cap, sold) for cap, (_, sold) in zip(new_caps, row.shards, strict=True)]
+        category.shards = [
+            (cap, sold) for cap, (_, sold) in zip(new_caps, category.shards, strict=True)
+        ]
         return True
 
     def cancel_event(self, event_id: uuid.UUID) -> bool:

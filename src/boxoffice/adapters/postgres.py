@@ -12,7 +12,7 @@ import select
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
@@ -25,7 +25,14 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from boxoffice import errors
 from boxoffice.adapters.resilience import Breaker
-from boxoffice.domain.catalogue import Event, EventQuery, Venue, resize_shards
+from boxoffice.domain.catalogue import (
+    CategoryPlan,
+    Event,
+    EventQuery,
+    TicketCategory,
+    Venue,
+    resize_shards,
+)
 from boxoffice.domain.customers import Address, Customer, Profile
 from boxoffice.domain.money import Money
 
@@ -296,15 +303,44 @@ class PostgresUnitOfWork:
         self.conn.commit()
 
 
-_EVENT_COLUMNS = """
-    e.id, e.name, e.description, e.starts_at, e.ticket_price, e.currency, e.capacity,
-    e.status, e.capacity - COALESCE(i.sold, 0) AS remaining,
-    v.id, v.name, v.address, v.city, v.capacity, e.starts_at <= now() AS started
-  FROM event e
+# Events (`{events}`: the table, or a page of it already ordered and limited) with their venue,
+# remaining seats and categories (each with its remaining seats, in position order), in one
+# statement: one LATERAL per event aggregates its categories, each category's sold seats summed
+# over its own shards (event_inventory_category_idx). A page is cut before the LATERAL runs, so
+# it runs for the page's rows only, whatever plan a prepared statement gets (a generic plan of
+# the filtered listing sorts every matching event, and would aggregate them all).
+_EVENTS = """
+SELECT e.id, e.name, e.description, e.starts_at, e.ticket_price, e.currency, e.capacity,
+       e.status, e.capacity - COALESCE(k.sold, 0) AS remaining,
+       v.id, v.name, v.address, v.city, v.capacity, e.starts_at <= now() AS started,
+       e.online_payment, k.categories
+  FROM {events} e
   JOIN venue v ON v.id = e.venue_id
-  LEFT JOIN LATERAL (SELECT SUM(sold)::int AS sold FROM event_inventory WHERE event_id = e.id) i
+  LEFT JOIN LATERAL (
+      SELECT SUM(s.sold)::int AS sold,
+             json_agg(json_build_array(t.id, t.name, t.price::text, t.capacity,
+                                       t.capacity - s.sold, t.position)
+                      ORDER BY t.position, t.name) AS categories
+        FROM ticket_category t
+        CROSS JOIN LATERAL (SELECT COALESCE(SUM(i.sold), 0)::int AS sold FROM event_inventory i
+                             WHERE i.category_id = t.id) s
+       WHERE t.event_id = e.id) k
     ON true
 """
+
+
+def _categories(raw: list[list[Any]] | None, currency: str) -> tuple[TicketCategory, ...]:
+    return tuple(
+        TicketCategory(
+            id=uuid.UUID(c[0]),
+            name=c[1],
+            price=Money(Decimal(c[2]), currency),
+            capacity=c[3],
+            remaining=c[4],
+            position=c[5],
+        )
+        for c in raw or ()
+    )
 
 
 def _event(row: tuple[Any, ...]) -> Event:
@@ -319,6 +355,8 @@ def _event(row: tuple[Any, ...]) -> Event:
         remaining=row[8],
         venue=Venue(row[9], row[10], row[11], row[12], row[13]),
         started=row[14],
+        online_payment=row[15],
+        categories=_categories(row[16], row[5]),
     )
 
 
@@ -328,15 +366,16 @@ class PostgresCatalogue:
 
     def list_events(self, query: EventQuery) -> list[Event]:
         after_t, after_id = query.after if query.after else (None, None)
+        page = """(SELECT * FROM event
+                     WHERE starts_at >= %(from)s
+                       AND (%(to)s::timestamptz IS NULL OR starts_at < %(to)s::timestamptz)
+                       AND (%(venue)s::uuid IS NULL OR venue_id = %(venue)s::uuid)
+                       AND (%(after_t)s::timestamptz IS NULL
+                            OR (starts_at, id) > (%(after_t)s::timestamptz, %(after_id)s::uuid))
+                     ORDER BY starts_at, id
+                     LIMIT %(limit)s)"""
         rows = self._conn.execute(
-            f"SELECT {_EVENT_COLUMNS}"
-            """ WHERE e.starts_at >= %(from)s
-                  AND (%(to)s::timestamptz IS NULL OR e.starts_at < %(to)s::timestamptz)
-                  AND (%(venue)s::uuid IS NULL OR e.venue_id = %(venue)s::uuid)
-                  AND (%(after_t)s::timestamptz IS NULL
-                       OR (e.starts_at, e.id) > (%(after_t)s::timestamptz, %(after_id)s::uuid))
-                ORDER BY e.starts_at, e.id
-                LIMIT %(limit)s""",
+            _EVENTS.format(events=page) + " ORDER BY e.starts_at, e.id",
             {
                 "from": query.starts_from,
                 "to": query.starts_to,
@@ -350,7 +389,7 @@ class PostgresCatalogue:
 
     def get_event(self, event_id: uuid.UUID) -> Event | None:
         row = self._conn.execute(
-            f"SELECT {_EVENT_COLUMNS} WHERE e.id = %s",
+            _EVENTS.format(events="event") + " WHERE e.id = %s",
             (event_id,),
         ).fetchone()
         return None if row is None else _event(row)
@@ -377,29 +416,44 @@ class PostgresCatalogue:
         name: str,
         description: str,
         starts_at: datetime,
-        price: Decimal,
-        currency: str,
-        shard_capacities: list[int],
+        price: Money,
+        online_payment: bool,
+        categories: Sequence[CategoryPlan],
     ) -> None:
         self._conn.execute(
             """INSERT INTO event (id, venue_id, name, description, starts_at, ticket_price,
-                                  currency, capacity)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
+                                  currency, capacity, online_payment)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
             (
                 event_id,
                 venue_id,
                 name,
                 description,
                 starts_at,
-                price,
-                currency,
-                sum(shard_capacities),
+                price.amount,
+                price.currency,
+                sum(c.capacity for c in categories),
+                online_payment,
             ),
         )
+        ids = [uuid.uuid4() for _ in categories]
         with self._conn.cursor() as cur:
             cur.executemany(
-                "INSERT INTO event_inventory (event_id, shard, capacity) VALUES (%s, %s, %s)",
-                [(event_id, shard, cap) for shard, cap in enumerate(shard_capacities)],
+                """INSERT INTO ticket_category (id, event_id, name, price, capacity, position)
+                   VALUES (%s, %s, %s, %s, %s, %s)""",
+                [
+                    (cid, event_id, c.name, c.price.amount, c.capacity, c.position)
+                    for cid, c in zip(ids, categories, strict=True)
+                ],
+            )
+            cur.executemany(
+                """INSERT INTO event_inventory (event_id, shard, capacity, category_id)
+                   VALUES (%s, %s, %s, %s)""",
+                [
+                    (event_id, shard, cap, cid)
+                    for cid, c in zip(ids, categories, strict=True)
+                    for shard, cap in c.shards
+                ],
             )
 
     def update_event(
@@ -408,22 +462,42 @@ class PostgresCatalogue:
         name: str,
         description: str,
         starts_at: datetime,
-        price: Decimal,
-        currency: str,
+        price: Money,
+        online_payment: bool,
     ) -> bool:
         cur = self._conn.execute(
             """UPDATE event SET name = %s, description = %s, starts_at = %s, ticket_price = %s,
-                      currency = %s, version = version + 1, updated_at = now()
+                      currency = %s, online_payment = %s, version = version + 1,
+                      updated_at = now()
                 WHERE id = %s""",
-            (name, description, starts_at, price, currency, event_id),
+            (
+                name,
+                description,
+                starts_at,
+                price.amount,
+                price.currency,
+                online_payment,
+                event_id,
+            ),
         )
         return cur.rowcount == 1
 
-    def resize_event(self, event_id: uuid.UUID, capacity: int) -> bool:
+    def set_category_price(
+        self, event_id: uuid.UUID, category_id: uuid.UUID, price: Decimal
+    ) -> None:
+        self._conn.execute(
+            "UPDATE ticket_category SET price = %s WHERE event_id = %s AND id = %s",
+            (price, event_id, category_id),
+        )
+
+    def resize_category(self, event_id: uuid.UUID, category_id: uuid.UUID, capacity: int) -> bool:
+        """The category's shards locked in shard order (the lock order of bookings, ADR 2), their
+        capacities changed (`resize_shards`), then the category's and the event's capacity by
+        the same difference: the deferred triggers (R__inventory.sql) check the sums at commit."""
         rows = self._conn.execute(
             """SELECT shard, capacity, sold FROM event_inventory
-                WHERE event_id = %s ORDER BY shard FOR UPDATE""",
-            (event_id,),
+                WHERE event_id = %s AND category_id = %s ORDER BY shard FOR UPDATE""",
+            (event_id, category_id),
         ).fetchall()
         new_caps = resize_shards([(r[1], r[2]) for r in rows], capacity)
         if new_caps is None:
@@ -433,10 +507,16 @@ class PostgresCatalogue:
                 "UPDATE event_inventory SET capacity = %s WHERE event_id = %s AND shard = %s",
                 [(cap, event_id, r[0]) for r, cap in zip(rows, new_caps, strict=True)],
             )
+        delta = capacity - sum(r[1] for r in rows)
         self._conn.execute(
-            """UPDATE event SET capacity = %s, version = version + 1, updated_at = now()
+            "UPDATE ticket_category SET capacity = capacity + %s WHERE event_id = %s AND id = %s",
+            (delta, event_id, category_id),
+        )
+        self._conn.execute(
+            """UPDATE event SET capacity = capacity + %s, version = version + 1,
+                      updated_at = now()
                 WHERE id = %s""",
-            (capacity, event_id),
+            (delta, event_id),
         )
         return True
 
