@@ -34,6 +34,33 @@ SELECT e.id, s, e.capacity / k + CASE WHEN s < e.capacity % k THEN 1 ELSE 0 END
   CROSS JOIN LATERAL generate_series(0, e.k - 1) AS s
 ON CONFLICT (event_id, shard) DO NOTHING;
 
+-- An event sold in three ticket categories, paid online (issue 22): its own categories and the
+-- shards of each (Standing 2,000 seats: 4 shards, 0-3; Seated 800: shard 4; VIP 50: shard 5).
+INSERT INTO event (id, venue_id, name, description, starts_at, ticket_price, currency, capacity,
+                   online_payment) VALUES
+  ('e0e00000-0000-4000-8000-000000000005', '7e0e0000-0000-4000-8000-000000000002',
+   'Riverside Festival Night', 'Standing, seated or VIP: three ways to see it.',
+   date_trunc('day', now()) + interval '45 days 18 hours', 25.00, 'GBP', 2850, true)
+ON CONFLICT (id) DO NOTHING;
+
+INSERT INTO ticket_category (id, event_id, name, price, capacity, position) VALUES
+  ('ca7e0000-0000-4000-8000-000000000051', 'e0e00000-0000-4000-8000-000000000005',
+   'Standing', 25.00, 2000, 0),
+  ('ca7e0000-0000-4000-8000-000000000052', 'e0e00000-0000-4000-8000-000000000005',
+   'Seated', 40.00, 800, 1),
+  ('ca7e0000-0000-4000-8000-000000000053', 'e0e00000-0000-4000-8000-000000000005',
+   'VIP', 90.00, 50, 2)
+ON CONFLICT (id) DO NOTHING;
+
+INSERT INTO event_inventory (event_id, shard, capacity, category_id) VALUES
+  ('e0e00000-0000-4000-8000-000000000005', 0, 500, 'ca7e0000-0000-4000-8000-000000000051'),
+  ('e0e00000-0000-4000-8000-000000000005', 1, 500, 'ca7e0000-0000-4000-8000-000000000051'),
+  ('e0e00000-0000-4000-8000-000000000005', 2, 500, 'ca7e0000-0000-4000-8000-000000000051'),
+  ('e0e00000-0000-4000-8000-000000000005', 3, 500, 'ca7e0000-0000-4000-8000-000000000051'),
+  ('e0e00000-0000-4000-8000-000000000005', 4, 800, 'ca7e0000-0000-4000-8000-000000000052'),
+  ('e0e00000-0000-4000-8000-000000000005', 5, 50, 'ca7e0000-0000-4000-8000-000000000053')
+ON CONFLICT (event_id, shard) DO NOTHING;
+
 INSERT INTO customer (id, subject, name, email, address_line1, postal_code, city, country) VALUES
   ('c0000000-0000-4000-8000-000000000001', 'a11ce000-0000-4000-8000-000000000001',
    'Alice Archer', 'alice@example.test', '3 Orchard Row', 'BS1 4AA', 'Bristol', 'GB'),
