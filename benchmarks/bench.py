@@ -191,13 +191,19 @@ class Bench:
         count: Callable[[], int],
         min_valid: float,
         server: FunctionProcess | None = None,
+        categories: dict[uuid.UUID, list[uuid.UUID]] | None = None,
     ) -> None:
+        """`categories`: each event's ticket categories, one picked at random per booking."""
         tokens = self.tokens.ensure(min_valid)
         url = (server or self.servers["create_booking"]).url + "/bookings"
 
         def make() -> Target:
             _, token = self.rng.choice(tokens)
-            body = dumps({"eventId": str(events()), "ticketCount": count()}).encode()
+            event = events()
+            fields: dict[str, object] = {"eventId": str(event), "ticketCount": count()}
+            if categories:
+                fields["categoryId"] = str(self.rng.choice(categories[event]))
+            body = dumps(fields).encode()
             return Target(
                 "POST",
                 url,

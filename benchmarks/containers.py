@@ -51,6 +51,7 @@ def _routes(b: Bench) -> dict[str, tuple[str, dict[str, str] | None]]:
         "consume_order": ("/readyz", None),  # Kafka-triggered: no read route
         "housekeeping": ("/readyz", None),  # schedule-triggered
         "waiting_room": ("/readyz", None),
+        "payment_webhook": ("/readyz", None),  # signed POSTs from the provider only
     }
 
 

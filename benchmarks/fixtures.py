@@ -122,6 +122,45 @@ class BenchDatabase:
             )
         return ids
 
+    def make_held_events(
+        self, count: int, capacity: int, categories: int = 3, tag: str = "holds"
+    ) -> dict[uuid.UUID, list[uuid.UUID]]:
+        """`count` events paid online (every booking a seat hold, ADR 20), each with `categories`
+        priced categories splitting `capacity`, each category over its own shards
+        (shards_for its capacity); event id -> its category ids."""
+        out: dict[uuid.UUID, list[uuid.UUID]] = {}
+        events, cats, shards = [], [], []
+        for i in range(count):
+            event = uuid.uuid4()
+            out[event] = []
+            events.append((event, VENUE, f"bench {tag} {i}", 24 + i, capacity))
+            shard = 0
+            for k, cap in enumerate(split_capacity(capacity, categories)):
+                category = uuid.uuid4()
+                out[event].append(category)
+                cats.append((category, event, f"Category {k}", 30 + 10 * k, cap, k))
+                for c in split_capacity(cap, shards_for(cap)):
+                    shards.append((event, shard, category, c))
+                    shard += 1
+        with self.connect() as conn, conn.transaction(), conn.cursor() as cur:
+            cur.executemany(
+                """INSERT INTO event (id, venue_id, name, starts_at, ticket_price, currency,
+                                      capacity, online_payment)
+                   VALUES (%s, %s, %s, now() + %s * interval '1 hour', 30.00, 'GBP', %s, true)""",
+                events,
+            )
+            cur.executemany(
+                """INSERT INTO ticket_category (id, event_id, name, price, capacity, position)
+                   VALUES (%s, %s, %s, %s, %s, %s)""",
+                cats,
+            )
+            cur.executemany(
+                """INSERT INTO event_inventory (event_id, shard, category_id, capacity)
+                   VALUES (%s, %s, %s, %s)""",
+                shards,
+            )
+        return out
+
     def seed_customers(self, subjects: list[str]) -> None:
         with self.connect() as conn, conn.cursor() as cur:
             cur.executemany(
@@ -135,6 +174,16 @@ class BenchDatabase:
                 ],
             )
 
+    def held_bookings(self, event_ids: list[uuid.UUID]) -> dict[str, int]:
+        """Bookings of the events by status (a hold scenario: all HELD)."""
+        with self.connect() as conn:
+            rows = conn.execute(
+                """SELECT status, count(*) FROM booking WHERE event_id = ANY(%s)
+                    GROUP BY status""",
+                (event_ids,),
+            ).fetchall()
+        return {str(r[0]): int(r[1]) for r in rows}
+
     def inventory_check(self, event_ids: list[uuid.UUID]) -> dict[str, Any]:
         """Sold vs capacity and vs live bookings, per event, straight from SQL."""
         with self.connect() as conn:
@@ -143,7 +192,7 @@ class BenchDatabase:
                           bool_and(i.sold BETWEEN 0 AND i.capacity),
                           COALESCE((SELECT SUM(b.quantity) FROM booking b
                                      WHERE b.event_id = i.event_id
-                                       AND b.status <> 'CANCELLED'), 0),
+                                       AND b.status NOT IN ('CANCELLED', 'EXPIRED')), 0),
                           COALESCE((SELECT SUM(a.quantity) FROM booking_allocation a
                                      WHERE a.event_id = i.event_id), 0)
                      FROM event_inventory i WHERE i.event_id = ANY(%s)

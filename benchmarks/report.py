@@ -208,6 +208,57 @@ def rows(results: dict[str, Any]) -> list[Row]:  # noqa: PLR0912, PLR0915 - one 
                 "met" if inv["oversold"] == 0 and inv["consistent"] else "NOT met",
             )
         )
+    if "holds" in s:
+        sweep = s["holds"]
+        best = sweep["max_sustainable_rate"]
+        step = next((x for x in sweep["steps"] if x["target_rate"] == best), None)
+        spread_best = (s.get("spread") or {}).get("max_sustainable_rate")
+        if step:
+            out.append(
+                (
+                    "2b holds",
+                    f"bookings/s @ {best}/s offered (p99 ≤ 100 ms), every one a hold",
+                    *minmax(step["ok_rate"], "/s"),
+                    f"as 2 ({spread_best}/s)" if spread_best else "as 2",
+                    verdict(
+                        spread_best is None or best >= spread_best,
+                        smoke,
+                        step.get("client_limited", False),
+                    ),
+                )
+            )
+            out.append(("2b holds", f"@ {best}/s p99", *minmax(step["p99_ms"], " ms", 1), "", ""))
+            out.append(
+                (
+                    "2b holds",
+                    f"@ {best}/s server CPU per booking",
+                    *minmax(step["server_cpu_ms_per_request"], " ms", 2),
+                    "",
+                    "",
+                )
+            )
+            if "db_cpu_ms_per_request" in step:
+                out.append(
+                    (
+                        "2b holds",
+                        f"@ {best}/s PostgreSQL CPU per booking",
+                        *minmax(step["db_cpu_ms_per_request"], " ms", 2),
+                        "",
+                        "",
+                    )
+                )
+        inv = sweep["inventory"]
+        out.append(
+            (
+                "2b holds",
+                "inventory (SQL): oversold · consistent · bookings by status",
+                f"{inv['oversold']} · {inv['consistent']} · "
+                + ", ".join(f"{k} {v}" for k, v in sorted(sweep.get("held", {}).items())),
+                "",
+                "0 oversold",
+                "met" if inv["oversold"] == 0 and inv["consistent"] else "NOT met",
+            )
+        )
     if "flash_sale" in s:
         f = s["flash_sale"]
         out.append(

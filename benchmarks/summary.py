@@ -84,6 +84,13 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
         "spread_bookings_per_s": _median(spread_step, "ok_rate"),
         "spread_p99_ms": _median(spread_step, "p99_ms"),
         "hot_bookings_per_s": _median(_best_step(s.get("hot")), "ok_rate"),
+        # issue 22: the same spread-out sweep where every booking is a seat hold of a category
+        "holds_bookings_per_s": _median(_best_step(s.get("holds")), "ok_rate"),
+        "holds_p99_ms": _median(_best_step(s.get("holds")), "p99_ms"),
+        "function_cpu_ms_per_hold": _median(
+            _best_step(s.get("holds")), "server_cpu_ms_per_request"
+        ),
+        "postgres_cpu_ms_per_hold": _median(_best_step(s.get("holds")), "db_cpu_ms_per_request"),
         "function_cpu_ms_per_booking": _median(spread_step, "server_cpu_ms_per_request"),
         "postgres_cpu_ms_per_booking": _median(spread_step, "db_cpu_ms_per_request"),
         "catalogue_uncached_reads_per_s": _rate(catalogue.get("GET /events/{id}")),

@@ -25,6 +25,9 @@
 DROP FUNCTION IF EXISTS claim_idempotency_key(text, text, text, integer, integer);
 DROP FUNCTION IF EXISTS book_tickets(text, text, text, integer, integer, uuid, uuid, integer,
                                      integer, integer, text, text);
+DROP FUNCTION IF EXISTS book_tickets(text, text, text, integer, integer, uuid, uuid, integer,
+                                     integer, integer, text, text, uuid, uuid, text, timestamptz);
+DROP FUNCTION IF EXISTS reserve_seats(uuid, integer, integer);
 
 -- Refuse: abort the whole call with a problem slug the adapter maps to an error class.
 CREATE OR REPLACE FUNCTION refuse(slug text, detail text) RETURNS void
@@ -80,15 +83,17 @@ BEGIN
 END;
 $$;
 
--- Rule: take `quantity` seats of an event in the current transaction, or refuse `sold-out`.
--- First one shard nobody holds (SKIP LOCKED) with room, from shard `start` on; failing that,
--- every shard locked in shard order (no deadlock) and the plan above. Every write is guarded
--- (`sold + n <= capacity`), and the CHECK on event_inventory stands behind it.
-CREATE OR REPLACE FUNCTION reserve_seats(event uuid, quantity integer, start integer)
+-- Rule: take `quantity` seats of a category of an event in the current transaction, or refuse
+-- `sold-out`. The category's shards only (V12: each category has shards of its own). First one
+-- shard nobody holds (SKIP LOCKED) with room, from the category's `start`-th shard on; failing
+-- that, every shard of the category locked in shard order (no deadlock) and the plan above. Every
+-- write is guarded (`sold + n <= capacity`), and the CHECK on event_inventory stands behind it.
+CREATE OR REPLACE FUNCTION reserve_seats(event uuid, category uuid, quantity integer,
+                                         start integer)
 RETURNS TABLE (shard smallint, seats integer)
 LANGUAGE plpgsql AS $$
 DECLARE
-    shard_count integer;
+    category_shards smallint[];
     first_shard integer;
     picked smallint;
     locked_shards smallint[];
@@ -97,12 +102,14 @@ DECLARE
     plan_seats integer[];
     changed integer;
 BEGIN
-    SELECT count(*) INTO shard_count FROM event_inventory i WHERE i.event_id = event;
-    first_shard := CASE WHEN shard_count > 1 THEN abs(start) % shard_count ELSE 0 END;
+    SELECT array_agg(i.shard ORDER BY i.shard) INTO category_shards
+      FROM event_inventory i WHERE i.event_id = event AND i.category_id = category;
+    first_shard := coalesce(
+        category_shards[1 + abs(start) % coalesce(array_length(category_shards, 1), 1)], 0);
 
     WITH pick AS (
         SELECT i.shard FROM event_inventory i
-         WHERE i.event_id = event AND i.capacity - i.sold >= quantity
+         WHERE i.event_id = event AND i.category_id = category AND i.capacity - i.sold >= quantity
          ORDER BY i.shard < first_shard, i.shard
          LIMIT 1
            FOR UPDATE SKIP LOCKED)
@@ -119,21 +126,24 @@ BEGIN
 
     -- A committed state, read without locks: sold out without queueing on the shards.
     IF (SELECT coalesce(sum(i.capacity - i.sold), 0) FROM event_inventory i
-         WHERE i.event_id = event) < quantity THEN
+         WHERE i.event_id = event AND i.category_id = category) < quantity THEN
         PERFORM refuse('sold-out',
-                       format('fewer than %s tickets are left for event %s', quantity, event));
+                       format('fewer than %s tickets are left in this category of event %s',
+                              quantity, event));
     END IF;
 
     SELECT array_agg(l.shard ORDER BY l.shard), array_agg(l.free ORDER BY l.shard)
       INTO locked_shards, locked_free
       FROM (SELECT i.shard, i.capacity - i.sold AS free FROM event_inventory i
-             WHERE i.event_id = event ORDER BY i.shard FOR UPDATE) l;
+             WHERE i.event_id = event AND i.category_id = category
+             ORDER BY i.shard FOR UPDATE) l;
     SELECT array_agg(p.shard ORDER BY p.shard), array_agg(p.seats ORDER BY p.shard)
       INTO plan_shards, plan_seats
       FROM plan_allocation(locked_shards, locked_free, quantity, first_shard) p;
     IF plan_shards IS NULL THEN  -- sold between the unlocked check and the locks
         PERFORM refuse('sold-out',
-                       format('fewer than %s tickets are left for event %s', quantity, event));
+                       format('fewer than %s tickets are left in this category of event %s',
+                              quantity, event));
     END IF;
     UPDATE event_inventory i SET sold = i.sold + p.seats
       FROM unnest(plan_shards, plan_seats) AS p(shard, seats)
@@ -144,6 +154,38 @@ BEGIN
             event, changed, array_length(plan_shards, 1);
     END IF;
     RETURN QUERY SELECT p.shard, p.seats FROM unnest(plan_shards, plan_seats) AS p(shard, seats);
+END;
+$$;
+
+-- Rule: give a booking's seats back to the shards they came from and stop counting its tickets
+-- against the customer's limit (a cancellation, an expired hold). The caller holds the booking's
+-- row lock and changes its status in the same transaction, so this happens once per booking.
+CREATE OR REPLACE FUNCTION return_seats(released booking) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    returned integer;
+    wanted integer;
+BEGIN
+    UPDATE customer_event_tickets t SET tickets = t.tickets - released.quantity
+     WHERE t.customer_id = released.customer_id AND t.event_id = released.event_id;
+
+    -- The shards in shard order, locked, then the seats given back (guarded: never below 0).
+    PERFORM 1 FROM event_inventory i
+      JOIN booking_allocation a ON a.event_id = i.event_id AND a.shard = i.shard
+     WHERE a.booking_id = released.id
+     ORDER BY i.shard
+       FOR UPDATE OF i;
+    SELECT count(*) INTO wanted FROM booking_allocation a WHERE a.booking_id = released.id;
+    UPDATE event_inventory i SET sold = i.sold - a.quantity
+      FROM booking_allocation a
+     WHERE a.booking_id = released.id
+       AND i.event_id = a.event_id AND i.shard = a.shard
+       AND i.sold - a.quantity >= 0;
+    GET DIAGNOSTICS returned = ROW_COUNT;
+    IF returned <> wanted THEN  -- a bug, never a client error: the whole call is undone
+        RAISE EXCEPTION 'seats of booking % returned to % of % shards',
+            released.id, returned, wanted;
+    END IF;
 END;
 $$;
 
@@ -174,6 +216,7 @@ BEGIN
     RETURN jsonb_build_object(
         'bookingId', b.id,
         'eventId', b.event_id,
+        'categoryId', b.category_id,
         'customerId', b.customer_id,
         'quantity', b.quantity,
         'unitPrice', jsonb_build_object('amount', b.unit_price::text, 'currency', b.currency::text),
@@ -235,7 +278,13 @@ $$;
 -- completed before V3: booking NULL and the stored response instead). The admission parameters
 -- default to NULL: only events in queue mode need them (check_admission, R__waiting_room.sql).
 -- "On sale" here is the domain's rule (src/boxoffice/domain/catalogue.py, `Event.availability`):
--- not cancelled and not started; sold out is decided by the seats (reserve_seats).
+-- not cancelled and not started; sold out is decided by the seats of the category (reserve_seats).
+--
+-- The category: the one named, which must be the event's; none named is the event's only one
+-- (`category-required` when it has several). The price is the category's.
+-- A hold (docs/adr/0020-checkout-state-machine.md): on an event paid online, a booking of a
+-- priced category is HELD until `now() + hold_seconds` and published (booking.created) only once
+-- paid (apply_payment_event, R__payments.sql); otherwise it is PENDING and published at once.
 CREATE OR REPLACE FUNCTION book_tickets(
     scope text,               -- the caller's subject (token `sub`): keys are per caller
     idempotency_key text,
@@ -252,7 +301,9 @@ CREATE OR REPLACE FUNCTION book_tickets(
     admission uuid DEFAULT NULL,                -- what a verified admission token proves
     admission_event uuid DEFAULT NULL,
     admission_subject text DEFAULT NULL,
-    admission_expires timestamptz DEFAULT NULL)
+    admission_expires timestamptz DEFAULT NULL,
+    category uuid DEFAULT NULL,
+    hold_seconds integer DEFAULT 600)
 RETURNS TABLE (replayed boolean, booking booking, stored_status integer, stored_headers jsonb,
                stored_body jsonb)
 LANGUAGE plpgsql AS $$
@@ -260,6 +311,8 @@ DECLARE
     earlier idempotency_record;
     buyer uuid;
     ev record;
+    cat record;
+    held boolean;
     made booking;
 BEGIN
     -- The key, claimed for the booking this call makes (written complete: see the rule).
@@ -290,7 +343,7 @@ BEGIN
     END IF;
 
     -- Share-locked until commit: an event cannot be cancelled in the middle of a purchase.
-    SELECT e.ticket_price, e.currency, e.status, e.starts_at <= now() AS started
+    SELECT e.currency, e.status, e.starts_at <= now() AS started, e.online_payment
       INTO ev FROM event e WHERE e.id = book_tickets.event FOR SHARE;
     IF NOT FOUND THEN
         PERFORM refuse('not-found', format('event %s does not exist', event));
@@ -299,6 +352,20 @@ BEGIN
     ELSIF ev.started THEN
         PERFORM refuse('event-not-on-sale', format('event %s is already started', event));
     END IF;
+
+    SELECT c.id, c.price, count(*) OVER () AS n INTO cat FROM ticket_category c
+     WHERE c.event_id = book_tickets.event
+       AND (book_tickets.category IS NULL OR c.id = book_tickets.category)
+     LIMIT 1;
+    IF NOT FOUND THEN
+        PERFORM refuse('not-found',
+                       format('event %s has no ticket category %s', event, category));
+    ELSIF category IS NULL AND cat.n <> 1 THEN
+        PERFORM refuse('category-required',
+                       format('event %s has %s ticket categories: name one (categoryId)',
+                              event, cat.n));
+    END IF;
+    category := cat.id;
 
     PERFORM check_admission(event, scope, buyer, admission, admission_event, admission_subject,
                             admission_expires);
@@ -309,18 +376,23 @@ BEGIN
                               max_tickets_per_customer, event));
     END IF;
 
-    INSERT INTO booking (id, customer_id, event_id, quantity, unit_price, currency)
-    VALUES (new_booking_id, buyer, event, quantity, ev.ticket_price, ev.currency)
+    held := ev.online_payment AND cat.price > 0;
+    INSERT INTO booking (id, customer_id, event_id, category_id, quantity, unit_price, currency,
+                         status, hold_expires_at)
+    VALUES (new_booking_id, buyer, event, category, quantity, cat.price, ev.currency,
+            CASE WHEN held THEN 'HELD' ELSE 'PENDING' END,
+            CASE WHEN held THEN now() + make_interval(secs => hold_seconds) END)
     RETURNING * INTO made;
     INSERT INTO booking_allocation (booking_id, event_id, shard, quantity)
     SELECT new_booking_id, event, r.shard, r.seats
-      FROM reserve_seats(event, quantity, start_shard) r;
+      FROM reserve_seats(event, category, quantity, start_shard) r;
 
-    -- booking.created: its CloudEvent id is the booking id (a re-published row is a duplicate the
-    -- consumer recognises); keyed by booking id so one booking's events stay in order.
-    INSERT INTO outbox (id, topic, record_key, event_type, event_source, event_time, payload)
-    VALUES (made.id, topic, made.id::text, 'dev.boxoffice.booking.created.v1', event_source,
-            made.created_at, booking_event_data(made));
+    -- booking.created (not for a hold: written when it is paid): its CloudEvent id is the booking
+    -- id (a re-published row is a duplicate the consumer recognises); keyed by booking id so one
+    -- booking's events stay in order.
+    IF NOT held THEN
+        PERFORM publish_booking_created(made, topic, event_source);
+    END IF;
 
     replayed := false;
     booking := made;
@@ -328,9 +400,23 @@ BEGIN
 END;
 $$;
 
+-- The booking.created outbox row of a booking that is to be processed into an order (booked
+-- without a hold, or a hold just paid).
+CREATE OR REPLACE FUNCTION publish_booking_created(made booking, topic text, event_source text)
+RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO outbox (id, topic, record_key, event_type, event_source, event_time, payload)
+    VALUES (made.id, topic, made.id::text, 'dev.boxoffice.booking.created.v1', event_source,
+            made.created_at, booking_event_data(made));
+END;
+$$;
+
 -- DELETE /bookings/{id}: cancel the caller's booking. Its seats go back to the shards they came
--- from, its tickets stop counting against the customer's limit, a booking.cancelled event is
--- written. Exactly once: the booking row is locked, and a cancelled booking is returned as it is
+-- from, its tickets stop counting against the customer's limit; a booking that was published gets
+-- a booking.cancelled event, and a paid one a refund of what is left of its payment
+-- (request_refund, R__payments.sql; sent by the caller, else by the housekeeping schedule).
+-- Exactly once: the booking row is locked, and a cancelled or expired booking is returned as it is
 -- (changed = false). Someone else's booking is `not-found`, so ids cannot be probed.
 CREATE OR REPLACE FUNCTION cancel_booking(scope text, cancelled_booking uuid, topic text,
                                           event_source text)
@@ -339,15 +425,15 @@ LANGUAGE plpgsql AS $$
 DECLARE
     buyer uuid;
     found_booking booking;
-    returned integer;
-    wanted integer;
+    was_held boolean;
+    paid payment;
 BEGIN
     SELECT c.id INTO buyer FROM customer c WHERE c.subject = scope;
     SELECT b.* INTO found_booking FROM booking b WHERE b.id = cancelled_booking FOR UPDATE;
     IF buyer IS NULL OR found_booking.id IS NULL OR found_booking.customer_id <> buyer THEN
         PERFORM refuse('not-found', format('booking %s does not exist', cancelled_booking));
     END IF;
-    IF found_booking.status = 'CANCELLED' THEN
+    IF found_booking.status IN ('CANCELLED', 'EXPIRED') THEN
         changed := false;
         booking := found_booking;
         RETURN NEXT;
@@ -357,37 +443,63 @@ BEGIN
         PERFORM refuse('booking-not-cancellable', 'the event has already started');
     END IF;
 
-    UPDATE customer_event_tickets t SET tickets = t.tickets - found_booking.quantity
-     WHERE t.customer_id = buyer AND t.event_id = found_booking.event_id;
-
-    -- The shards in shard order, locked, then the seats given back (guarded: never below 0).
-    PERFORM 1 FROM event_inventory i
-      JOIN booking_allocation a ON a.event_id = i.event_id AND a.shard = i.shard
-     WHERE a.booking_id = found_booking.id
-     ORDER BY i.shard
-       FOR UPDATE OF i;
-    SELECT count(*) INTO wanted FROM booking_allocation a WHERE a.booking_id = found_booking.id;
-    UPDATE event_inventory i SET sold = i.sold - a.quantity
-      FROM booking_allocation a
-     WHERE a.booking_id = found_booking.id
-       AND i.event_id = a.event_id AND i.shard = a.shard
-       AND i.sold - a.quantity >= 0;
-    GET DIAGNOSTICS returned = ROW_COUNT;
-    IF returned <> wanted THEN  -- a bug, never a client error: the whole call is undone
-        RAISE EXCEPTION 'seats of booking % returned to % of % shards',
-            found_booking.id, returned, wanted;
-    END IF;
-
+    PERFORM return_seats(found_booking);
+    was_held := found_booking.status = 'HELD';
     UPDATE booking b SET status = 'CANCELLED', cancelled_at = now(), updated_at = now()
      WHERE b.id = found_booking.id
     RETURNING * INTO found_booking;
 
-    INSERT INTO outbox (id, topic, record_key, event_type, event_source, event_time, payload)
-    VALUES (gen_random_uuid(), topic, found_booking.id::text, 'dev.boxoffice.booking.cancelled.v1',
-            event_source, found_booking.cancelled_at, booking_event_data(found_booking));
+    IF NOT was_held THEN  -- a hold was never published: nothing to take back downstream
+        INSERT INTO outbox (id, topic, record_key, event_type, event_source, event_time, payload)
+        VALUES (gen_random_uuid(), topic, found_booking.id::text,
+                'dev.boxoffice.booking.cancelled.v1', event_source, found_booking.cancelled_at,
+                booking_event_data(found_booking));
+    END IF;
+    FOR paid IN SELECT * FROM payment p WHERE p.booking_id = found_booking.id AND p.applied LOOP
+        PERFORM request_refund(paid.id, NULL, 'BOOKING_CANCELLED');
+    END LOOP;
 
     changed := true;
     booking := found_booking;
     RETURN NEXT;
+END;
+$$;
+
+-- Rule: release lapsed holds, at most `batch` of them, the oldest first; returns how many. Each
+-- booking row is locked (SKIP LOCKED: another pass, a cancellation or a payment holding it decides
+-- it) and changes from HELD to EXPIRED once, with its seats returned (return_seats). A payment
+-- that arrives after this is refunded (apply_payment_event, R__payments.sql).
+CREATE OR REPLACE FUNCTION expire_holds(batch integer) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    lapsed booking;
+    released integer := 0;
+BEGIN
+    FOR lapsed IN SELECT b.* FROM booking b
+                   WHERE b.status = 'HELD' AND b.hold_expires_at <= now()
+                   ORDER BY b.hold_expires_at
+                   LIMIT batch
+                     FOR UPDATE SKIP LOCKED LOOP
+        PERFORM release_hold(lapsed);
+        released := released + 1;
+    END LOOP;
+    RETURN released;
+END;
+$$;
+
+-- A lapsed hold (locked by the caller, status HELD) released: its seats back, EXPIRED.
+CREATE OR REPLACE FUNCTION release_hold(lapsed booking) RETURNS booking
+LANGUAGE plpgsql AS $$
+DECLARE
+    released booking;
+BEGIN
+    PERFORM return_seats(lapsed);
+    UPDATE booking b SET status = 'EXPIRED', expired_at = now(), updated_at = now()
+     WHERE b.id = lapsed.id AND b.status = 'HELD'
+    RETURNING * INTO released;
+    IF released.id IS NULL THEN
+        RAISE EXCEPTION 'booking % is not held', lapsed.id;
+    END IF;
+    RETURN released;
 END;
 $$;

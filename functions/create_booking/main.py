@@ -2,7 +2,8 @@
 
 Routes (role `customer`): POST /bookings (header Idempotency-Key required; Admission-Token too
 for an event in queue mode), GET /bookings, GET /bookings/{bookingId} (admins: any booking),
-DELETE /bookings/{bookingId}.
+DELETE /bookings/{bookingId} (a paid booking is refunded), POST /bookings/{bookingId}/payment
+(pay a held booking: where to send the buyer).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from boxoffice import metrics
 from boxoffice.bootstrap import container, function_app
 from boxoffice.domain.bookings import encode_cursor
 from boxoffice.domain.identity import CUSTOMER_ROLE
-from boxoffice.services import bookings, orders
+from boxoffice.services import bookings, orders, payments
 from boxoffice.services.ports import BookingView
 from boxoffice.web import outcomes, requests
 from boxoffice.web import render as r
@@ -45,7 +46,7 @@ def _view_json(view: BookingView) -> dict[str, Any]:
     if orders.has_document(view.order):  # else no S3 client is built
         c = container()
         url = orders.document_link(c.document_store, view.order, c.settings.ticket_link_seconds)
-    return r.booking_with_order_json(view.booking, view.order, url)
+    return r.booking_with_order_json(view.booking, view.order, url, view.payment)
 
 
 @app.route("/bookings", methods=["GET"])
@@ -73,12 +74,32 @@ def cancel_booking(ctx: RequestContext, booking_id: str) -> Response:
     principal = ctx.principal(CUSTOMER_ROLE)
     c = container()
     booking_uuid = parse_uuid(booking_id, "bookingId")
+    refunder = c.refunder
     result = bookings.cancel_booking(
-        c.bookings, c.outbox_notifier, c.booking_policy, principal, booking_uuid
+        c.bookings,
+        c.outbox_notifier,
+        c.booking_policy,
+        principal,
+        booking_uuid,
+        refunder.of_booking if refunder else None,
     )
     if result.changed:
         metrics.TICKETS_RELEASED.inc(result.booking.quantity)
     return json_response(r.booking_json(result.booking), headers=r.PRIVATE)
+
+
+@app.route("/bookings/<booking_id>/payment", methods=["POST"])
+def pay_booking(ctx: RequestContext, booking_id: str) -> Response:
+    principal = ctx.principal(CUSTOMER_ROLE)
+    c = container()
+    intent = payments.start_payment(
+        c.payments,
+        c.require_payment_provider(),
+        c.payment_policy,
+        principal,
+        parse_uuid(booking_id, "bookingId"),
+    )
+    return json_response(r.payment_json(intent), headers=r.PRIVATE)
 
 
 @functions_framework.http

@@ -1,5 +1,6 @@
-"""housekeeping: prunes expired idempotency keys, old order-event dedupe rows and published
-outbox events past BOXOFFICE_OUTBOX_RETENTION_DAYS.
+"""housekeeping: releases lapsed seat holds and sends the refunds that are due (docs/adr/0020),
+then prunes expired idempotency keys, old order-event dedupe rows and published outbox events
+past BOXOFFICE_OUTBOX_RETENTION_DAYS.
 
 Cluster-local, no token: a Knative PingSource POSTs a CloudEvent to it on a schedule (locally
 `stack/boxo up` starts a periodic trigger); any POST runs one bounded pass and answers its
@@ -14,7 +15,7 @@ from flask import Request, Response
 
 from boxoffice.adapters.housekeeping import TABLES
 from boxoffice.bootstrap import container, function_app
-from boxoffice.services import housekeeping
+from boxoffice.services import housekeeping, payments
 from boxoffice.web.app import RequestContext, json_response
 
 app = function_app("housekeeping")
@@ -24,8 +25,18 @@ app = function_app("housekeeping")
 @app.route("/<path:path>", methods=["POST"])
 def prune(ctx: RequestContext, path: str = "") -> Response:
     c = container()
+    checkout = payments.housekeeping_pass(
+        c.payments, c.refund_uow, c.payment_provider, c.payment_policy
+    )
     report = housekeeping.prune(c.housekeeping_store, TABLES, c.housekeeping_policy)
-    body = {"pruned": report.pruned, "complete": report.complete, "seconds": report.seconds}
+    body = {
+        "holdsExpired": checkout.expired,
+        "refundsSent": checkout.refunds_sent,
+        "refundsFailed": checkout.refunds_failed,
+        "pruned": report.pruned,
+        "complete": report.complete,
+        "seconds": report.seconds,
+    }
     return json_response(body, headers={"Cache-Control": "no-store"})
 
 

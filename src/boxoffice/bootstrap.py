@@ -36,12 +36,15 @@ if TYPE_CHECKING:
     from boxoffice.adapters.postgres_bookings import PostgresBookingStore
     from boxoffice.adapters.postgres_checkins import CheckInUnitOfWorks
     from boxoffice.adapters.postgres_orders import OrderUnitOfWorks, PostgresOrderStore
+    from boxoffice.adapters.postgres_payments import PostgresPayments, RefundUnitOfWorks
     from boxoffice.adapters.postgres_waiting_room import PostgresWaitingRoom
     from boxoffice.adapters.s3 import S3DocumentStore
     from boxoffice.adapters.smtp_mail import SmtpTicketMailer
+    from boxoffice.adapters.stripe_payments import StripePayments
     from boxoffice.domain.tickets import TicketKeys, TicketSigner
     from boxoffice.services.bookings import BookingPolicy
     from boxoffice.services.housekeeping import Policy as HousekeepingPolicy
+    from boxoffice.services.payments import PaymentPolicy, Refunder
     from boxoffice.services.relay import OutboxRelay
     from boxoffice.services.waiting_room import AdmissionPolicy, LineCache
 
@@ -91,7 +94,61 @@ class Container:
             idempotency_ttl_hours=s.idempotency_ttl_hours,
             topic=s.booking_topic,
             source=s.event_source,
+            hold_seconds=s.hold_seconds,
         )
+
+    @functools.cached_property
+    def payments(self) -> PostgresPayments:
+        """A booking's payments (create_booking, payment_webhook, housekeeping)."""
+        from boxoffice.adapters.postgres_payments import PostgresPayments  # noqa: PLC0415
+
+        return PostgresPayments(self.database)
+
+    @functools.cached_property
+    def refund_uow(self) -> RefundUnitOfWorks:
+        from boxoffice.adapters.postgres_payments import RefundUnitOfWorks  # noqa: PLC0415
+
+        return RefundUnitOfWorks(self.database)
+
+    @functools.cached_property
+    def payment_provider(self) -> StripePayments | None:
+        """The payment provider (Stripe's API, or the local stack's devpay that speaks it); None
+        when BOXOFFICE_STRIPE_API_KEY is empty: no payment can be taken (503 on the payment
+        routes), refunds wait."""
+        s = self.settings
+        if not s.stripe_api_key:
+            return None
+        from boxoffice.adapters.stripe_payments import StripePayments  # noqa: PLC0415 - lazy
+
+        return StripePayments(
+            s.stripe_api_key,
+            s.stripe_webhook_secret,
+            api_base=s.stripe_api_base,
+            webhook_tolerance=s.stripe_webhook_tolerance,
+        )
+
+    def require_payment_provider(self) -> StripePayments:
+        provider = self.payment_provider
+        if provider is None:
+            raise errors.ConfigurationError(
+                "no payment provider is configured (BOXOFFICE_STRIPE_API_KEY is empty)"
+            )
+        return provider
+
+    @functools.cached_property
+    def payment_policy(self) -> PaymentPolicy:
+        from boxoffice.services.payments import PaymentPolicy  # noqa: PLC0415 - lazy
+
+        s = self.settings
+        return PaymentPolicy(provider="stripe", topic=s.booking_topic, source=s.event_source)
+
+    @functools.cached_property
+    def refunder(self) -> Refunder | None:
+        """Sends a cancelled booking's refunds at once; None without a provider (they wait)."""
+        from boxoffice.services.payments import Refunder  # noqa: PLC0415 - lazy
+
+        provider = self.payment_provider
+        return None if provider is None else Refunder(self.refund_uow, provider)
 
     @functools.cached_property
     def admission_verifier(self) -> AdmissionVerifier:

@@ -139,6 +139,11 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
         "0.5",
         "Share of BOXOFFICE_BOOKING_CAPACITY_PER_SECOND that automatic queues admit (buyers/s).",
     ),
+    # Checkout (ADR 20).
+    "BOXOFFICE_HOLD_SECONDS": (
+        "600",
+        "How long a booking on an event paid online holds its seats while the buyer pays.",
+    ),
     # Payments through Stripe (boxoffice.adapters.stripe_payments; ADR 18).
     "BOXOFFICE_STRIPE_API_KEY": ("", "Stripe secret API key (sk_...); required to take payments."),
     "BOXOFFICE_STRIPE_API_BASE": (
@@ -306,6 +311,7 @@ class Settings:
     stripe_api_base: str = ""
     stripe_webhook_secret: str = ""
     stripe_webhook_tolerance: int = 300
+    hold_seconds: int = 600
 
     @property
     def kafka_servers(self) -> list[str]:
@@ -373,6 +379,7 @@ class Settings:
             stripe_api_base=_get(e, "BOXOFFICE_STRIPE_API_BASE"),
             stripe_webhook_secret=_get(e, "BOXOFFICE_STRIPE_WEBHOOK_SECRET"),
             stripe_webhook_tolerance=_int(e, "BOXOFFICE_STRIPE_WEBHOOK_TOLERANCE_SECONDS", 1),
+            hold_seconds=_int(e, "BOXOFFICE_HOLD_SECONDS", 60),
         )
 
 

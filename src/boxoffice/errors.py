@@ -144,6 +144,29 @@ class BookingNotCancellable(Conflict):
     title = "Booking cannot be cancelled"
 
 
+class CategoryRequired(BoxofficeError):
+    """The event sells tickets in several categories and the booking names none."""
+
+    slug = "category-required"
+    status = 422
+    title = "Ticket category required"
+
+
+class BookingNotPayable(Conflict):
+    """Only a HELD booking whose hold has not lapsed can be paid (a paid, cancelled or expired
+    one, or one booked without online payment, cannot)."""
+
+    slug = "booking-not-payable"
+    title = "Booking cannot be paid"
+
+
+class RefundExceedsPayment(Conflict):
+    """The refunds of a payment would add up to more than was paid."""
+
+    slug = "refund-exceeds-payment"
+    title = "Refund exceeds what is left of the payment"
+
+
 class AdmissionRequired(BoxofficeError):
     """The event sells through its waiting room and the booking carries no valid admission of
     this customer for this event (none, forged, for another event or customer)."""

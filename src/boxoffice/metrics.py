@@ -320,6 +320,48 @@ TICKET_EMAILS_PENDING = Gauge(
     registry=REGISTRY,
 )
 
+# Checkout (create_booking, payment_webhook, housekeeping; docs/adr/0020-checkout-state-machine.md).
+HOLDS = Counter(
+    "boxoffice_holds",
+    "Seat holds by what became of them: created (a booking of a priced category on an event paid"
+    " online), paid (its payment arrived in time), expired (released by the schedule).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+for _outcome in ("created", "paid", "expired"):  # exported from the start
+    HOLDS.labels(_outcome)
+PAYMENTS = Counter(
+    "boxoffice_payments",
+    "Payments: started (the buyer was sent to pay), succeeded (a payment paid its hold).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+for _outcome in ("started", "succeeded"):
+    PAYMENTS.labels(_outcome)
+PAYMENT_EVENTS = Counter(
+    "boxoffice_payment_events",
+    "Payment provider webhook events by outcome: applied, refunded (could not pay its booking),"
+    " recorded, duplicate (delivered before), ignored.",
+    ["outcome"],
+    registry=REGISTRY,
+)
+for _outcome in ("applied", "refunded", "recorded", "duplicate", "ignored"):
+    PAYMENT_EVENTS.labels(_outcome)
+REFUNDS = Counter(
+    "boxoffice_refunds",
+    "Refund attempts at the payment provider: sent (taken), failed (retried later).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+for _outcome in ("sent", "failed"):
+    REFUNDS.labels(_outcome)
+REFUNDS_PENDING = Gauge(
+    "boxoffice_refunds_pending",
+    "Refunds requested and not yet taken by the payment provider (as last counted).",
+    multiprocess_mode="livemax",
+    registry=REGISTRY,
+)
+
 # Check-in (check_in).
 TICKETS_CHECKED_IN = Counter(
     "boxoffice_tickets_checked_in",

@@ -1,9 +1,10 @@
 # shellcheck shell=bash
 # The local stand-in for the chart's PingSource: every $BOXOFFICE_HOUSEKEEPING_INTERVAL seconds
-# (300) it POSTs to the housekeeping function (http://127.0.0.1:$BOXOFFICE_HOUSEKEEPING_PORT/),
-# which prunes expired idempotency keys and old order-event rows (ADR 13). Its log, one line per
+# (60: lapsed seat holds are released within a minute, ADR 20) it POSTs to the housekeeping
+# function (http://127.0.0.1:$BOXOFFICE_HOUSEKEEPING_PORT/), which releases lapsed seat holds,
+# sends due refunds and prunes expired idempotency keys and old order-event rows (ADR 13). Its log, one line per
 # pass with the function's report: $BX_LOGS/housekeeping-trigger.log.
-: "${BOXOFFICE_HOUSEKEEPING_INTERVAL:=300}"
+: "${BOXOFFICE_HOUSEKEEPING_INTERVAL:=60}"
 
 _housekeeping_wanted() { grep -qs '^def handler' "$BX_ROOT/functions/housekeeping/main.py"; }
 

@@ -258,6 +258,7 @@ def test_booking_reserves_seats_counts_tickets_writes_outbox_and_completes_the_k
             {
                 "bookingId": str(b.id),
                 "eventId": str(event),
+                "categoryId": str(b.category_id),
                 "customerId": str(b.customer_id),
                 "quantity": 3,
                 "unitPrice": {"amount": "12.50", "currency": "GBP"},

@@ -27,6 +27,14 @@ from boxoffice.domain.bookings import BookingStatus
 from boxoffice.domain.catalogue import Availability
 from boxoffice.domain.checkins import ScanOutcome
 from boxoffice.domain.orders import BOOKING_EVENT_TYPES, OrderStatus, Outcome, TicketStatus
+from boxoffice.domain.payments import (
+    PAYMENT_EVENT_TYPES,
+    REFUND_EVENT_TYPES,
+    PaymentRecordStatus,
+    RefundReason,
+    RefundRecordStatus,
+    WebhookOutcome,
+)
 from boxoffice.domain.waiting_room import (
     DEFAULT_ADMISSION_SECONDS,
     DEFAULT_RANDOMISE_EARLY,
@@ -167,6 +175,19 @@ def test_the_states_the_schema_allows_are_the_domains(
     assert allowed(conn, "order_event", "outcome") == set(Outcome)
     # An event stores whether it is cancelled; the rest of its availability is derived.
     assert allowed(conn, "event", "status") == {Availability.ON_SALE, Availability.CANCELLED}
+    assert allowed(conn, "payment", "status") == set(PaymentRecordStatus)
+    assert allowed(conn, "refund", "status") == set(RefundRecordStatus)
+    assert allowed(conn, "refund", "reason") == set(RefundReason)
+
+
+def test_the_webhook_outcomes_the_sql_writes_are_the_domains(sources: dict[str, str]) -> None:
+    written = set(re.findall(r"outcome := '([a-z-]+)'", sources["apply_payment_event"]))
+    assert written == set(WebhookOutcome)
+
+
+def test_the_provider_event_types_the_sql_acts_on_are_the_domains(sources: dict[str, str]) -> None:
+    named = literals(sources["apply_payment_event"], r"(?:payment_intent|refund|charge)\.[a-z_.]+")
+    assert named == PAYMENT_EVENT_TYPES | REFUND_EVENT_TYPES
 
 
 def test_every_state_the_functions_compare_or_write_is_one_the_schema_allows(
@@ -179,6 +200,9 @@ def test_every_state_the_functions_compare_or_write_is_one_the_schema_allows(
         | allowed(conn, "order_event", "outcome")
         | allowed(conn, "event", "status")
         | allowed(conn, "idempotency_record", "state")
+        | allowed(conn, "payment", "status")
+        | allowed(conn, "refund", "status")
+        | allowed(conn, "refund", "reason")
         | {"INSERT", "UPDATE", "DELETE"}  # a trigger's TG_OP
     )
     used = set().union(*(literals(s, "[A-Z][A-Z_]+") for s in sources.values()))

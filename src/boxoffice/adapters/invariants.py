@@ -44,11 +44,13 @@ class Result:
 CHECKS: tuple[Check, ...] = (
     Check(
         "inventory_sold_equals_allocations",
-        "each shard's sold seats equal the seats allocated to its non-cancelled bookings",
+        "each shard's sold seats equal the seats allocated to its bookings that hold seats (not"
+        " cancelled, not expired)",
         """SELECT i.event_id || '/' || i.shard FROM event_inventory i
              LEFT JOIN (SELECT a.event_id, a.shard, SUM(a.quantity) AS seats
                           FROM booking_allocation a JOIN booking b ON b.id = a.booking_id
-                         WHERE b.status <> 'CANCELLED' GROUP BY a.event_id, a.shard) s
+                         WHERE b.status NOT IN ('CANCELLED', 'EXPIRED')
+                         GROUP BY a.event_id, a.shard) s
                ON s.event_id = i.event_id AND s.shard = i.shard
             WHERE i.sold <> COALESCE(s.seats, 0)""",
     ),
@@ -78,42 +80,50 @@ CHECKS: tuple[Check, ...] = (
     ),
     Check(
         "cancelled_bookings_hold_no_seats",
-        "an event's sold seats equal the quantities of its non-cancelled bookings "
-        "(a cancellation gave its seats back)",
+        "an event's sold seats equal the quantities of its bookings that hold seats "
+        "(a cancellation or an expired hold gave its seats back)",
         """SELECT e.id::text FROM event e
              LEFT JOIN (SELECT event_id, SUM(sold) AS sold FROM event_inventory
                          GROUP BY event_id) i ON i.event_id = e.id
              LEFT JOIN (SELECT event_id, SUM(quantity) AS seats FROM booking
-                         WHERE status <> 'CANCELLED' GROUP BY event_id) b ON b.event_id = e.id
+                         WHERE status NOT IN ('CANCELLED', 'EXPIRED')
+                         GROUP BY event_id) b ON b.event_id = e.id
             WHERE COALESCE(i.sold, 0) <> COALESCE(b.seats, 0)""",
     ),
     Check(
         "customer_ticket_counts",
-        "customer_event_tickets equals the customer's non-cancelled tickets for the event",
+        "customer_event_tickets equals the customer's tickets for the event that hold seats",
         """SELECT COALESCE(t.customer_id, b.customer_id) || '/'
                   || COALESCE(t.event_id, b.event_id)
              FROM customer_event_tickets t
              FULL JOIN (SELECT customer_id, event_id, SUM(quantity) AS seats FROM booking
-                         WHERE status <> 'CANCELLED' GROUP BY customer_id, event_id) b
+                         WHERE status NOT IN ('CANCELLED', 'EXPIRED')
+                         GROUP BY customer_id, event_id) b
                ON b.customer_id = t.customer_id AND b.event_id = t.event_id
             WHERE COALESCE(t.tickets, 0) <> COALESCE(b.seats, 0)""",
     ),
     Check(
         "booking_has_created_event",
-        "every booking has its booking.created outbox row (or its order: proof it was published)"
-        " while younger than the outbox retention",
+        "every booking that was published (not a hold, nor a hold cancelled or expired unpaid) has"
+        " its booking.created outbox row (or its order: proof it was published) while younger"
+        " than the outbox retention",
         f"""SELECT b.id::text FROM booking b
             WHERE b.created_at >= now() - make_interval(days => %(outbox_retention_days)s)
+              AND b.status NOT IN ('HELD', 'EXPIRED')
+              AND (b.hold_expires_at IS NULL
+                   OR EXISTS (SELECT 1 FROM payment p WHERE p.booking_id = b.id AND p.applied))
               AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.record_key = b.id::text
                                 AND o.event_type = '{CREATED_TYPE}')
               AND NOT EXISTS (SELECT 1 FROM orders r WHERE r.booking_id = b.id)""",  # noqa: S608
     ),
     Check(
         "cancelled_booking_has_cancelled_event",
-        "every cancelled booking has its booking.cancelled outbox row while younger than the"
-        " outbox retention",
+        "every cancelled booking that was published has its booking.cancelled outbox row while"
+        " younger than the outbox retention",
         f"""SELECT b.id::text FROM booking b
             WHERE b.status = 'CANCELLED'
+              AND (b.hold_expires_at IS NULL
+                   OR EXISTS (SELECT 1 FROM payment p WHERE p.booking_id = b.id AND p.applied))
               AND b.cancelled_at >= now() - make_interval(days => %(outbox_retention_days)s)
               AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.record_key = b.id::text
                                 AND o.event_type = '{CANCELLED_TYPE}')""",  # noqa: S608
@@ -144,15 +154,77 @@ CHECKS: tuple[Check, ...] = (
     ),
     Check(
         "order_only_for_processed_booking",
-        "an order belongs to a booking that is CONFIRMED or CANCELLED, never PENDING",
+        "an order belongs to a booking that is CONFIRMED or CANCELLED, never PENDING, HELD or"
+        " EXPIRED",
         """SELECT r.id::text FROM orders r JOIN booking b ON b.id = r.booking_id
-            WHERE b.status = 'PENDING'""",
+            WHERE b.status IN ('PENDING', 'HELD', 'EXPIRED')""",
     ),
     Check(
         "cancelled_order_has_no_valid_ticket",
         "a cancelled order's tickets are all cancelled",
         """SELECT r.id::text FROM orders r JOIN ticket t ON t.order_id = r.id
             WHERE r.status = 'CANCELLED' AND t.status = 'VALID' GROUP BY r.id""",
+    ),
+    Check(
+        "category_sold_within_capacity",
+        "each ticket category's shards add up to its capacity and sell at most that",
+        """SELECT c.id::text FROM ticket_category c
+             LEFT JOIN (SELECT category_id, SUM(capacity) AS seats, SUM(sold) AS sold
+                          FROM event_inventory GROUP BY category_id) i ON i.category_id = c.id
+            WHERE COALESCE(i.seats, 0) <> c.capacity OR COALESCE(i.sold, 0) > c.capacity""",
+    ),
+    Check(
+        "booking_seats_in_its_category",
+        "a booking's seats come from shards of its own category",
+        """SELECT b.id::text FROM booking b
+             JOIN booking_allocation a ON a.booking_id = b.id
+             JOIN event_inventory i ON i.event_id = a.event_id AND i.shard = a.shard
+            WHERE i.category_id <> b.category_id GROUP BY b.id""",
+    ),
+    Check(
+        "refunded_at_most_paid",
+        "the refunds of a payment (requested or done) never add up to more than it",
+        """SELECT p.id FROM payment p JOIN refund r ON r.payment_id = p.id
+            WHERE r.status <> 'FAILED'
+            GROUP BY p.id, p.amount HAVING SUM(r.amount) > p.amount""",
+    ),
+    Check(
+        "paid_hold_was_paid",
+        "a booking made as a hold is published (PENDING, CONFIRMED) only with a payment applied"
+        " to it, of its total",
+        """SELECT b.id::text FROM booking b
+            WHERE b.hold_expires_at IS NOT NULL AND b.status IN ('PENDING', 'CONFIRMED')
+              AND NOT EXISTS (SELECT 1 FROM payment p WHERE p.booking_id = b.id AND p.applied
+                                 AND p.amount = b.total)""",
+    ),
+    Check(
+        "refunded_booking_is_cancelled",
+        "a booking whose applied payment was refunded is cancelled (no valid tickets stay on a"
+        " refunded booking once its cancellation is processed)",
+        """SELECT b.id::text FROM booking b
+             JOIN payment p ON p.booking_id = b.id AND p.applied
+             JOIN refund r ON r.payment_id = p.id AND r.status <> 'FAILED'
+            WHERE b.status <> 'CANCELLED' GROUP BY b.id""",
+    ),
+    Check(
+        "no_valid_ticket_on_refunded_booking",
+        "no ticket stays valid on a booking refunded more than five minutes ago (its"
+        " cancellation reaches order processing through Kafka within seconds)",
+        """SELECT b.id::text FROM booking b
+             JOIN payment p ON p.booking_id = b.id AND p.applied
+             JOIN refund r ON r.payment_id = p.id AND r.status <> 'FAILED'
+             JOIN orders o ON o.booking_id = b.id
+             JOIN ticket t ON t.order_id = o.id AND t.status = 'VALID'
+            WHERE r.created_at < now() - interval '5 minutes' GROUP BY b.id""",
+    ),
+    Check(
+        "unapplied_payment_refunded",
+        "a payment that succeeded but paid nothing (late, duplicate, another amount) is refunded"
+        " in full",
+        """SELECT p.id FROM payment p
+             LEFT JOIN refund r ON r.payment_id = p.id AND r.status <> 'FAILED'
+            WHERE p.status = 'SUCCEEDED' AND NOT p.applied
+            GROUP BY p.id, p.amount HAVING COALESCE(SUM(r.amount), 0) <> p.amount""",
     ),
     Check(
         "confirmed_event_has_order",

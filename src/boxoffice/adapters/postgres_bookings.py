@@ -21,6 +21,7 @@ from boxoffice.adapters.postgres import Database
 from boxoffice.domain.bookings import Booking, BookingStatus, StoredResponse
 from boxoffice.domain.money import Money
 from boxoffice.domain.orders import Order, OrderStatus, Ticket, TicketStatus
+from boxoffice.domain.payments import PaymentSummary
 from boxoffice.services.ports import Booked, BookingView, BookTickets
 
 # How long a request waits for an earlier in-flight request with the same Idempotency-Key
@@ -41,13 +42,17 @@ _REFUSALS: dict[str, type[errors.BoxofficeError]] = {
         errors.BookingNotCancellable,
         errors.AdmissionRequired,
         errors.AdmissionExpired,
+        errors.CategoryRequired,
+        errors.RefundExceedsPayment,
         errors.Conflict,
     )
 }
 
 _BOOKING_COLUMNS = (
-    "id, customer_id, event_id, quantity, unit_price, currency, status, created_at, cancelled_at"
+    "id, customer_id, event_id, quantity, unit_price, currency, status, created_at, cancelled_at,"
+    " category_id, hold_expires_at, expired_at"
 )
+_NCOLS = len(_BOOKING_COLUMNS.split(","))
 
 
 def _of(composite: str) -> str:
@@ -60,7 +65,7 @@ SELECT r.replayed, {_of("r.booking")}, r.stored_status, r.stored_headers, r.stor
   FROM book_tickets(%(subject)s, %(key)s, %(hash)s, %(ttl)s, %(wait)s, %(booking)s, %(event)s,
                     %(quantity)s, %(limit)s, %(start)s, %(topic)s, %(source)s,
                     %(admission)s, %(admission_event)s, %(admission_subject)s,
-                    %(admission_expires)s) r
+                    %(admission_expires)s, %(category)s, %(hold_seconds)s) r
 """  # noqa: S608 - constant column list
 
 _CANCEL = f"""
@@ -71,11 +76,19 @@ SELECT r.changed, {_of("r.booking")}
 # A booking, its order and the order's tickets (as JSON [[id, seq, code, status], ...]).
 _VIEW = """
 SELECT b.id, b.customer_id, b.event_id, b.quantity, b.unit_price, b.currency, b.status,
-       b.created_at, b.cancelled_at,
+       b.created_at, b.cancelled_at, b.category_id, b.hold_expires_at, b.expired_at,
        o.id, o.status, o.confirmed_at, o.cancelled_at, o.document_key, o.document_stored_at,
        (SELECT json_agg(json_build_array(t.id, t.seq, t.code, t.status) ORDER BY t.seq)
-          FROM ticket t WHERE t.order_id = o.id)
+          FROM ticket t WHERE t.order_id = o.id),
+       pay.amount, pay.refunded, pay.refund_pending
   FROM booking b LEFT JOIN orders o ON o.booking_id = b.id
+  LEFT JOIN LATERAL (  -- the payment that paid for it, and what of it was given back
+      SELECT p.amount,
+             coalesce(sum(r.amount) FILTER (WHERE r.status = 'SUCCEEDED'), 0) AS refunded,
+             coalesce(sum(r.amount) FILTER (WHERE r.status = 'REQUESTED'), 0) AS refund_pending
+        FROM payment p LEFT JOIN refund r ON r.payment_id = p.id
+       WHERE p.booking_id = b.id AND p.applied
+       GROUP BY p.id, p.amount) pay ON true
 """
 
 _FIND = (
@@ -106,27 +119,37 @@ def _booking(row: tuple[Any, ...]) -> Booking:
         status=BookingStatus(row[6]),
         created_at=row[7],
         cancelled_at=row[8],
+        category_id=row[9],
+        hold_expires_at=row[10],
+        expired_at=row[11],
     )
 
 
 def _view(row: tuple[Any, ...]) -> BookingView:
     booking = _booking(row)
-    if row[9] is None:
-        return BookingView(booking, None)
+    o = _NCOLS  # the order's columns, then the tickets, then the payment's
+    paid = None
+    if row[o + 7] is not None:
+        currency = booking.unit_price.currency
+        paid = PaymentSummary(
+            Money(row[o + 7], currency), Money(row[o + 8], currency), Money(row[o + 9], currency)
+        )
+    if row[o] is None:
+        return BookingView(booking, None, paid)
     tickets = tuple(
-        Ticket(uuid.UUID(t[0]), int(t[1]), t[2], TicketStatus(t[3])) for t in row[15] or ()
+        Ticket(uuid.UUID(t[0]), int(t[1]), t[2], TicketStatus(t[3])) for t in row[o + 6] or ()
     )
     order = Order(
-        id=row[9],
+        id=row[o],
         booking_id=booking.id,
-        status=OrderStatus(row[10]),
-        confirmed_at=row[11],
-        cancelled_at=row[12],
-        document_key=row[13],
-        document_stored_at=row[14],
+        status=OrderStatus(row[o + 1]),
+        confirmed_at=row[o + 2],
+        cancelled_at=row[o + 3],
+        document_key=row[o + 4],
+        document_stored_at=row[o + 5],
         tickets=tickets,
     )
-    return BookingView(booking, order)
+    return BookingView(booking, order, paid)
 
 
 def key_in_use(exc: psycopg.errors.LockNotAvailable) -> errors.BoxofficeError:
@@ -174,6 +197,8 @@ class PostgresBookingStore:
             "admission_event": admission.event_id if admission else None,
             "admission_subject": admission.subject if admission else None,
             "admission_expires": admission.expires_at if admission else None,
+            "category": command.category_id,
+            "hold_seconds": command.hold_seconds,
         }
         with self._db.connection() as conn:
             try:
@@ -183,10 +208,11 @@ class PostgresBookingStore:
             except psycopg.errors.LockNotAvailable as exc:
                 raise key_in_use(exc) from None
         assert row is not None  # book_tickets returns one row or raises
-        booking = _booking(row[1:10]) if row[1] is not None else None
+        booking = _booking(row[1 : 1 + _NCOLS]) if row[1] is not None else None
         stored = None
         if booking is None:  # a key completed before V3: its stored response
-            stored = StoredResponse(int(row[10]), dict(row[11] or {}), dict(row[12] or {}))
+            rest = row[1 + _NCOLS :]
+            stored = StoredResponse(int(rest[0]), dict(rest[1] or {}), dict(rest[2] or {}))
         return Booked(booking, replayed=bool(row[0]), stored=stored)
 
     def cancel(

@@ -34,9 +34,16 @@ IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
 
 class BookingStatus(StrEnum):
+    """A booking's life (docs/adr/0020-checkout-state-machine.md): HELD (seats reserved while the
+    buyer pays, until `hold_expires_at`) -> PENDING (paid, or booked without online payment;
+    published) -> CONFIRMED (its order and tickets exist); HELD -> EXPIRED (the hold lapsed: seats
+    returned); HELD, PENDING or CONFIRMED -> CANCELLED (seats returned, a payment refunded)."""
+
+    HELD = "HELD"
     PENDING = "PENDING"
     CONFIRMED = "CONFIRMED"
     CANCELLED = "CANCELLED"
+    EXPIRED = "EXPIRED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +56,9 @@ class Booking:
     status: BookingStatus
     created_at: datetime
     cancelled_at: datetime | None = None
+    category_id: uuid.UUID | None = None
+    hold_expires_at: datetime | None = None  # set for a booking made as a hold
+    expired_at: datetime | None = None
 
     @property
     def total(self) -> Money:
@@ -58,10 +68,16 @@ class Booking:
     def cancelled(self) -> bool:
         return self.status is BookingStatus.CANCELLED
 
+    @property
+    def held(self) -> bool:
+        return self.status is BookingStatus.HELD
+
     def as_created(self) -> Booking:
         """The booking as its 201 showed it: every field is fixed at creation except the status
-        (PENDING until order processing or a cancellation changes it) and the cancellation time."""
-        return replace(self, status=BookingStatus.PENDING, cancelled_at=None)
+        (HELD for a hold, else PENDING, until payment, expiry, order processing or a cancellation
+        changes it) and the times of those changes."""
+        status = BookingStatus.HELD if self.hold_expires_at else BookingStatus.PENDING
+        return replace(self, status=status, cancelled_at=None, expired_at=None)
 
 
 # -- idempotency -------------------------------------------------------------------------------

@@ -160,3 +160,66 @@ def booking_id_from_metadata(value: object) -> uuid.UUID | None:
         return uuid.UUID(value)
     except ValueError:
         return None
+
+
+# -- a booking's payments and refunds (docs/adr/0020-checkout-state-machine.md) ----------------
+# The rules run in PostgreSQL (db/migrations/R__payments.sql: start_payment, apply_payment_event,
+# request_refund, ...); the names below are the ones they use (tests/integration/
+# test_sql_contract.py keeps them equal).
+
+
+class PaymentRecordStatus(enum.StrEnum):
+    """A payment as Boxoffice records it (table `payment`)."""
+
+    AWAITING_PAYMENT = "AWAITING_PAYMENT"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+
+
+class RefundRecordStatus(enum.StrEnum):
+    """A refund as Boxoffice records it (table `refund`): REQUESTED until the provider took it."""
+
+    REQUESTED = "REQUESTED"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+class RefundReason(enum.StrEnum):
+    BOOKING_CANCELLED = "BOOKING_CANCELLED"  # the buyer cancelled a paid booking
+    HOLD_EXPIRED = "HOLD_EXPIRED"  # paid after the hold lapsed: the seats may be sold again
+    DUPLICATE_PAYMENT = "DUPLICATE_PAYMENT"  # the booking was paid already
+    AMOUNT_MISMATCH = "AMOUNT_MISMATCH"  # paid another amount than the booking's
+    EVENT_CANCELLED = "EVENT_CANCELLED"
+
+
+class WebhookOutcome(enum.StrEnum):
+    """What one provider event did (`apply_payment_event`)."""
+
+    APPLIED = "applied"  # the payment paid its hold: the booking is published
+    REFUNDED = "refunded"  # the payment cannot pay its booking: refunded in full
+    RECORDED = "recorded"  # a payment's or a refund's state recorded, nothing else
+    DUPLICATE = "duplicate"  # this event was taken before
+    IGNORED = "ignored"  # not about a booking of ours, or a type we do not act on
+
+
+# The provider event types the rules act on (Stripe's names; the dev provider sends the same).
+PAYMENT_EVENT_TYPES = frozenset(
+    {"payment_intent.succeeded", "payment_intent.payment_failed", "payment_intent.canceled"}
+)
+REFUND_EVENT_TYPES = frozenset({"refund.created", "refund.updated", "charge.refunded"})
+
+
+def payment_idempotency_key(booking_id: uuid.UUID) -> str:
+    """The idempotency key of a booking's payment at the provider: one payment per booking, so
+    asking twice (a double click, a retry after a timeout) gets the same payment back."""
+    return f"boxoffice-booking-{booking_id}-payment"
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentSummary:
+    """What paid for a booking (its applied payment) and what of it was given back."""
+
+    paid: Money
+    refunded: Money  # refunds the provider completed
+    refund_pending: Money  # refunds requested, not completed yet

@@ -15,10 +15,11 @@ from __future__ import annotations
 import logging
 import random
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from boxoffice import errors
+from boxoffice import errors, metrics
 from boxoffice.domain.bookings import Booking
 from boxoffice.domain.identity import Principal
 from boxoffice.domain.waiting_room import AdmissionClaims
@@ -48,6 +49,7 @@ class BookingPolicy:
     idempotency_ttl_hours: int
     topic: str
     source: str
+    hold_seconds: int = 600  # how long a hold waits for its payment (events paid online)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,7 @@ class BookingRequest:
     request_hash: str
     # What the request's admission token proves, verified (events in queue mode need one).
     admission: AdmissionClaims | None = None
+    category_id: uuid.UUID | None = None  # None: the event's only category
 
 
 def _kick(notifier: OutboxNotifier) -> None:
@@ -95,10 +98,15 @@ def create_booking(
             topic=policy.topic,
             source=policy.source,
             admission=request.admission,
+            category_id=request.category_id,
+            hold_seconds=policy.hold_seconds,
         )
     )
     if not booked.replayed:
-        _kick(notifier)
+        if booked.booking is not None and booked.booking.held:
+            metrics.HOLDS.labels("created").inc()
+        else:
+            _kick(notifier)
     elif booked.booking is not None:
         booked = replace(booked, booking=booked.booking.as_created())
     return booked
@@ -141,11 +149,20 @@ def cancel_booking(
     policy: BookingPolicy,
     principal: Principal,
     booking_id: uuid.UUID,
+    refund: Callable[[uuid.UUID], None] | None = None,
 ) -> Cancelled:
     """Cancel the caller's booking: its seats go back to the shards they came from, its tickets
-    stop counting against the customer's limit, a booking.cancelled event is written. Exactly
-    once: cancelling again returns the cancelled booking and changes nothing."""
+    stop counting against the customer's limit, a booking.cancelled event is written (not for a
+    hold: it was never published) and a paid booking's payment is refunded (`refund` sends it
+    now; the housekeeping schedule sends what it could not). Exactly once: cancelling again
+    returns the cancelled booking and changes nothing."""
     booking, changed = store.cancel(principal.subject, booking_id, policy.topic, policy.source)
     if changed:
         _kick(notifier)
+    if refund is not None and booking.cancelled:
+        # Also when unchanged: a retry after a refund that could not be sent sends it now.
+        try:
+            refund(booking.id)
+        except errors.BoxofficeError:  # the refund is recorded: the schedule sends it
+            log.exception("refund of cancelled booking %s not sent now", booking.id)
     return Cancelled(booking, changed)

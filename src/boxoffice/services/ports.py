@@ -13,12 +13,18 @@ from decimal import Decimal
 from typing import NamedTuple, Protocol
 
 from boxoffice.domain.bookings import Booking, StoredResponse
-from boxoffice.domain.catalogue import Event, EventQuery, Venue
+from boxoffice.domain.catalogue import CategoryPlan, Event, EventQuery, Venue
 from boxoffice.domain.checkins import CheckInSummary, ScanAttempt, ScanRecord
 from boxoffice.domain.customers import Customer, Profile
 from boxoffice.domain.money import Money
 from boxoffice.domain.orders import BookingEvent, DocumentSource, NewTicket, Order, Outcome
-from boxoffice.domain.payments import PaymentIntent, ProviderEvent, Refund
+from boxoffice.domain.payments import (
+    PaymentIntent,
+    PaymentSummary,
+    ProviderEvent,
+    Refund,
+    WebhookOutcome,
+)
 from boxoffice.domain.ticket_emails import TicketEmail
 from boxoffice.domain.waiting_room import AdmissionClaims, Line, LineState, Place, QueueSettings
 
@@ -44,21 +50,28 @@ class CatalogueRepository(Protocol):
         name: str,
         description: str,
         starts_at: datetime,
-        price: Decimal,
-        currency: str,
-        shard_capacities: list[int],
-    ) -> None: ...
+        price: Money,
+        online_payment: bool,
+        categories: Sequence[CategoryPlan],
+    ) -> None:
+        """The event (its capacity the categories' sum), its categories and their shards."""
+        ...
+
     def update_event(
         self,
         event_id: uuid.UUID,
         name: str,
         description: str,
         starts_at: datetime,
-        price: Decimal,
-        currency: str,
+        price: Money,
+        online_payment: bool,
     ) -> bool: ...
-    def resize_event(self, event_id: uuid.UUID, capacity: int) -> bool:
-        """Change total capacity; False when fewer seats than already sold would remain."""
+    def set_category_price(
+        self, event_id: uuid.UUID, category_id: uuid.UUID, price: Decimal
+    ) -> None: ...
+    def resize_category(self, event_id: uuid.UUID, category_id: uuid.UUID, capacity: int) -> bool:
+        """Change a category's capacity (its shards' and its event's with it); False when fewer
+        seats than the category has already sold would remain."""
         ...
 
     def cancel_event(self, event_id: uuid.UUID) -> bool: ...
@@ -173,6 +186,8 @@ class BookTickets:
     topic: str
     source: str
     admission: AdmissionClaims | None = None  # a verified admission token (queue mode, V8)
+    category_id: uuid.UUID | None = None  # None: the event's only category
+    hold_seconds: int = 600  # how long a hold waits for its payment (events paid online)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +206,7 @@ class BookingView:
 
     booking: Booking
     order: Order | None
+    payment: PaymentSummary | None = None  # what paid for it, and what was given back
 
 
 class BookingStore(Protocol):
@@ -344,6 +360,76 @@ class PaymentProvider(Protocol):
         secret and its signed timestamp is within the tolerance; `InvalidWebhookSignature` when
         not (a tampered body, an old or replayed delivery, another endpoint's secret)."""
         ...
+
+
+# -- checkout: holds, payments, refunds (docs/adr/0020-checkout-state-machine.md) ---------------
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedEvent:
+    """What one provider event did (`apply_payment_event`), and the refund it asked for."""
+
+    outcome: WebhookOutcome
+    refund_id: uuid.UUID | None
+
+
+class PaymentStore(Protocol):
+    """A booking's payments (db/migrations/R__payments.sql), each call one transaction."""
+
+    def payable(self, subject: str, booking_id: uuid.UUID) -> Booking:
+        """The caller's booking, if it can be paid now (HELD, the hold not lapsed); NotFound or
+        BookingNotPayable otherwise."""
+        ...
+
+    def start(self, subject: str, intent: PaymentIntent, provider: str) -> None:
+        """Record the payment the buyer is about to make (again: nothing changes)."""
+        ...
+
+    def apply(self, event: ProviderEvent, provider: str, topic: str, source: str) -> AppliedEvent:
+        """Apply one webhook event, once (a redelivery is DUPLICATE)."""
+        ...
+
+    def expire_holds(self, batch: int) -> int:
+        """Release up to `batch` lapsed holds (each once); how many."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRefund:
+    """A refund claimed for sending: its id is the provider call's idempotency key."""
+
+    id: uuid.UUID
+    payment_id: str
+    booking_id: uuid.UUID
+    amount: Money
+    attempts: int
+
+
+class RefundRepository(Protocol):
+    def claim(
+        self, refund_id: uuid.UUID | None = None, booking_id: uuid.UUID | None = None
+    ) -> PendingRefund | None:
+        """Lock a REQUESTED refund (SKIP LOCKED): the one named, else one of the booking named,
+        else the most overdue one that is due. None when there is none (or others hold it)."""
+        ...
+
+    def mark_sent(self, refund_id: uuid.UUID, sent: Refund) -> None: ...
+
+    def mark_failed(self, refund_id: uuid.UUID, error: str) -> None:
+        """Count the failed attempt and push the next one back (exponential, capped)."""
+        ...
+
+    def pending_count(self) -> int: ...
+
+
+class RefundUnitOfWork(Protocol):
+    @property
+    def refunds(self) -> RefundRepository: ...
+    def commit(self) -> None: ...
+
+
+class RefundUnitOfWorkFactory(Protocol):
+    def __call__(self) -> AbstractContextManager[RefundUnitOfWork]: ...
 
 
 # -- tickets by email (the document worker; docs/adr/0019-tickets-by-email.md) -------------------

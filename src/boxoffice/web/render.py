@@ -9,6 +9,7 @@ from boxoffice.domain.catalogue import Event, Venue
 from boxoffice.domain.checkins import CheckInSummary, ScanResult
 from boxoffice.domain.customers import Customer
 from boxoffice.domain.orders import Order
+from boxoffice.domain.payments import PaymentIntent, PaymentSummary
 from boxoffice.domain.waiting_room import Line, PlaceView
 from boxoffice.services.ports import Booked
 
@@ -36,6 +37,18 @@ def event_json(event: Event, max_tickets_per_order: int) -> dict[str, Any]:
         "capacity": {"total": event.capacity, "remaining": event.remaining},
         "status": event.availability.value,
         "maxTicketsPerOrder": max_tickets_per_order,
+        "categories": [
+            {
+                "id": str(c.id),
+                "name": c.name,
+                "price": c.price.to_json(),
+                "capacity": c.capacity,
+                "remaining": c.remaining,
+                "status": event.category_availability(c).value,
+            }
+            for c in event.categories
+        ],
+        "onlinePayment": event.online_payment,
     }
 
 
@@ -79,16 +92,46 @@ def booking_json(booking: Booking) -> dict[str, Any]:
         "total": booking.total.to_json(),
         "createdAt": booking.created_at.isoformat(),
         "cancelledAt": booking.cancelled_at.isoformat() if booking.cancelled_at else None,
+        "categoryId": str(booking.category_id) if booking.category_id else None,
+        "holdExpiresAt": booking.hold_expires_at.isoformat() if booking.hold_expires_at else None,
+        "expiredAt": booking.expired_at.isoformat() if booking.expired_at else None,
+    }
+
+
+def payment_summary_json(summary: PaymentSummary | None) -> dict[str, Any] | None:
+    if summary is None:
+        return None
+    return {
+        "paid": summary.paid.to_json(),
+        "refunded": summary.refunded.to_json(),
+        "refundPending": summary.refund_pending.to_json(),
     }
 
 
 def booking_with_order_json(
-    booking: Booking, order: Order | None, document_url: str | None
+    booking: Booking,
+    order: Order | None,
+    document_url: str | None,
+    payment: PaymentSummary | None = None,
 ) -> dict[str, Any]:
-    """A booking as its reads show it: `order` is null until order processing confirmed it."""
+    """A booking as its reads show it: `order` is null until order processing confirmed it,
+    `payment` null unless it was paid online."""
     body = booking_json(booking)
     body["order"] = order_json(order, document_url) if order is not None else None
+    body["payment"] = payment_summary_json(payment)
     return body
+
+
+def payment_json(intent: PaymentIntent) -> dict[str, Any]:
+    """POST /bookings/{id}/payment: where the buyer pays."""
+    return {
+        "paymentId": intent.id,
+        "bookingId": str(intent.booking_id) if intent.booking_id else None,
+        "amount": intent.amount.to_json(),
+        "status": intent.status.value,
+        "redirectUrl": intent.redirect_url,
+        "clientSecret": intent.client_secret,
+    }
 
 
 def scan_json(result: ScanResult) -> dict[str, Any]:

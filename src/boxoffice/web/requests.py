@@ -16,6 +16,7 @@ from boxoffice import errors
 from boxoffice.domain import bookings as booking_rules
 from boxoffice.domain import catalogue as catalogue_rules
 from boxoffice.domain.checkins import Scan, Station
+from boxoffice.domain.money import Money
 from boxoffice.domain.waiting_room import (
     DEFAULT_ADMISSION_SECONDS,
     DEFAULT_RANDOMISE_EARLY,
@@ -81,6 +82,7 @@ def booking_request(
         idempotency_key=key,
         request_hash=booking_rules.request_hash("POST", "/bookings", body),
         admission=admission_verifier().verify(token) if token is not None else None,
+        category_id=uuid.UUID(body["categoryId"]) if body.get("categoryId") else None,
     )
 
 
@@ -115,16 +117,26 @@ def venue(request: Request, venue_id: uuid.UUID) -> catalogue_rules.Venue:
 
 
 def event_draft(request: Request) -> EventDraft:
-    """POST /events, PUT /events/{eventId}."""
+    """POST /events, PUT /events/{eventId}: the event, with its ticket categories when given."""
     b = v.json_body(request, "EventInput")
+    price = b.get("price")
     return EventDraft(
         venue_id=uuid.UUID(b["venueId"]),
         name=b["name"],
         description=b.get("description", ""),
         starts_at=v.body_datetime(b["startsAt"], "startsAt"),
-        price=Decimal(b["price"]["amount"]),
-        currency=b["price"]["currency"],
-        capacity=b["capacity"],
+        price=Decimal(price["amount"]) if price else None,
+        currency=price["currency"] if price else None,
+        capacity=b.get("capacity"),
+        categories=tuple(
+            catalogue_rules.CategorySpec(
+                c["name"],
+                Money(Decimal(c["price"]["amount"]), c["price"]["currency"]),
+                c["capacity"],
+            )
+            for c in b.get("categories", ())
+        ),
+        online_payment=b.get("onlinePayment"),
     )
 
 
