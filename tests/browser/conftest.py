@@ -228,24 +228,37 @@ class Api:
             headers["Authorization"] = f"Bearer {token}"
         return requests.request(method, f"{self.base}{path}", headers=headers, timeout=15, **kwargs)
 
-    def new_event(self, capacity: int, *, name: str | None = None, price: str = "30.00") -> str:
+    def new_event(
+        self,
+        capacity: int = 0,
+        *,
+        name: str | None = None,
+        price: str = "30.00",
+        categories: list[tuple[str, str, int]] | None = None,
+        online_payment: bool = False,
+    ) -> str:
         """An event of its own for a test, starting in 20 minutes (upcoming, so listed first,
-        and over before many more test runs pile up in front of the demo events)."""
+        and over before many more test runs pile up in front of the demo events): one price and
+        `capacity`, or `categories` (name, price in GBP, capacity); `online_payment`: bookings
+        are held until paid through the stack's payment provider (devpay)."""
         admin = self.token("olivia", "olivia-dev-password")
         starts = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=20)
-        created = self.call(
-            "POST",
-            "/events",
-            admin,
-            json={
-                "venueId": ARENA,
-                "name": name or f"Browser test {uuid.uuid4().hex[:8]}",
-                "description": "Made by tests/browser.",
-                "startsAt": starts.isoformat(),
-                "price": {"amount": price, "currency": "GBP"},
-                "capacity": capacity,
-            },
-        )
+        body: dict[str, Any] = {
+            "venueId": ARENA,
+            "name": name or f"Browser test {uuid.uuid4().hex[:8]}",
+            "description": "Made by tests/browser.",
+            "startsAt": starts.isoformat(),
+        }
+        if online_payment:
+            body["onlinePayment"] = True
+        if categories:
+            body["categories"] = [
+                {"name": n, "price": {"amount": p, "currency": "GBP"}, "capacity": c}
+                for n, p, c in categories
+            ]
+        else:
+            body |= {"price": {"amount": price, "currency": "GBP"}, "capacity": capacity}
+        created = self.call("POST", "/events", admin, json=body)
         assert created.status_code == 201, created.text
         event_id: str = created.json()["id"]
         return event_id
@@ -257,6 +270,14 @@ class Api:
         assert response.status_code == 200, response.text
         remaining: int = response.json()["capacity"]["remaining"]
         return remaining
+
+    def category(self, event_id: str, name: str) -> dict[str, Any]:
+        """The event's category of that name, from the database (a token bypasses the cache)."""
+        admin = self.token("olivia", "olivia-dev-password")
+        response = self.call("GET", f"/events/{event_id}", admin)
+        assert response.status_code == 200, response.text
+        (category,) = [c for c in response.json()["categories"] if c["name"] == name]
+        return dict(category)
 
     def bookings_for(self, buyer: Buyer, event_id: str) -> list[dict[str, Any]]:
         token = self.token(buyer.username, buyer.password)
@@ -282,6 +303,12 @@ class Api:
             },
         )
         assert response.status_code in (200, 201), response.text
+
+
+@pytest.fixture(scope="session")
+def mail_inbox() -> str:
+    """The stack's SMTP sink's web inbox (Mailpit: /api/v1/...)."""
+    return _env("BOXOFFICE_MAIL_WEB_URL")
 
 
 @pytest.fixture(scope="session")

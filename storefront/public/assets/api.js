@@ -20,6 +20,21 @@ export class Problem extends Error {
   }
 }
 
+// The server's clock minus this device's, when they differ by more than a few seconds (a device
+// whose clock is wrong would count a hold's time down wrongly); from the Date of signed-in answers.
+let clockOffset = 0;
+const CLOCK_SLACK_MS = 5000; // Date has whole seconds, and the answer took its time to arrive
+
+/** Now, by the server's clock (as near as this device can tell): for holds' countdowns. */
+export const serverNow = () => Date.now() + clockOffset;
+
+function noteServerClock(response) {
+  const date = Date.parse(response.headers.get("Date") || "");
+  if (Number.isNaN(date)) return;
+  const offset = date - Date.now();
+  clockOffset = Math.abs(offset) > CLOCK_SLACK_MS ? offset : 0;
+}
+
 export const networkProblem = () =>
   new Problem({
     type: "network-error",
@@ -82,6 +97,7 @@ export async function api(path, { method = "GET", body, auth = false, headers = 
   };
   let response = await send();
   if (response.status === 401 && auth && (await renewToken())) response = await send();
+  if (auth) noteServerClock(response); // answers to tokens are never cached: their Date is now
   if (!response.ok) throw await problemFrom(response);
   const text = await response.text();
   return { status: response.status, headers: response.headers, body: text ? JSON.parse(text) : null };

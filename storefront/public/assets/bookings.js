@@ -1,7 +1,9 @@
-// My bookings: live status (PENDING -> CONFIRMED without reloading), the tickets with their QR
-// codes and the PDF link, cancelling.
+// My bookings: live status (HELD -> PENDING -> CONFIRMED without reloading), a hold's countdown
+// and Pay, the way back from the payment provider's page, the tickets with their QR codes and the
+// PDF link, the payment and its refund, cancelling.
 import { api } from "./api.js";
 import { signedIn, signIn, whenReady } from "./auth.js";
+import { holdPanel, paymentSummary, refundPending, startHoldClocks } from "./checkout.js";
 import { qrSvg } from "./qr.js";
 import { eventPath, takeFlash } from "./router.js";
 import { announce, badge, fill, h, money, pageHeading, problemBox, when } from "./ui.js";
@@ -10,36 +12,61 @@ const POLL_MS = 1500; // while something is on its way (confirmation, PDF, cance
 const POLL_SLOW_MS = 15000; // after POLL_FOR_MS without news
 const POLL_FOR_MS = 120000;
 const LINK_FRESH_MS = 240000; // presigned PDF links live 5 minutes (BOXOFFICE_TICKET_LINK_SECONDS)
+const PAYMENT_WAIT_MS = 30000; // back from the provider: its webhook usually arrives within a second
 
-/** Still changing on the server: worth reading again soon. */
+/** Still changing on the server: worth reading again soon. A hold is paid or lapses. */
 const unsettled = (b) =>
+  b.status === "HELD" ||
   b.status === "PENDING" ||
   (b.status === "CONFIRMED" && (!b.order || !b.order.documentUrl)) ||
-  (b.status === "CANCELLED" && b.order && b.order.status !== "CANCELLED");
+  (b.status === "CANCELLED" && b.order && b.order.status !== "CANCELLED") ||
+  refundPending(b);
 
 /** What the page shows of a booking (the PDF link's signature changes on every read). */
-const shown = (b) =>
+const shown = (b, paying) =>
   JSON.stringify([
     b.status,
+    b.holdExpiresAt,
+    paying,
+    b.payment,
     b.order && b.order.status,
     b.order && b.order.tickets.map((t) => t.status),
     Boolean(b.order && b.order.documentUrl),
   ]);
 
 const STATUS = {
+  HELD: (paying) => (paying ? badge("pending", "Confirming payment…") : badge("held", "Awaiting payment")),
   PENDING: () => badge("pending", "Confirming…"),
   CONFIRMED: () => badge("confirmed", "Confirmed"),
   CANCELLED: () => badge("cancelled", "Cancelled"),
+  EXPIRED: () => badge("expired", "Hold lapsed"),
 };
 
-export async function bookingsPage(main) {
+/** A status change, said to screen readers. */
+const SAID = {
+  HELD: "held, awaiting payment",
+  PENDING: "paid, confirming",
+  CONFIRMED: "confirmed, your tickets are ready",
+  CANCELLED: "cancelled",
+  EXPIRED: "the hold lapsed, the seats are back on sale",
+};
+
+export async function bookingsPage(main, params, query) {
   fill(main, h("p", { class: "muted" }, "Loading your bookings…"));
   await whenReady();
   if (!signedIn()) {
-    signIn("/account/bookings");
+    signIn(location.pathname + location.search); // back here, with the payment's outcome
     return undefined;
   }
   const flash = takeFlash();
+  // Back from the payment provider's page: ?booking=<id>&payment=<provider's id>&status=...
+  const returned =
+    query && query.get("booking") && query.get("status")
+      ? { id: query.get("booking"), succeeded: query.get("status") === "succeeded", since: Date.now() }
+      : null;
+  if (returned) history.replaceState(null, "", "/account/bookings"); // a reload does not say it again
+  const paying = new Set(returned && returned.succeeded ? [returned.id] : []); // paid, webhook awaited
+  const payment = h("div", { class: "payment-outcome" });
   const list = h("div", { class: "bookings" });
   const more = h("button", { type: "button", class: "secondary", hidden: true }, "Show older bookings");
   const status = h("div");
@@ -47,10 +74,50 @@ export async function bookingsPage(main) {
     main,
     pageHeading("My bookings"),
     flash ? h("p", { class: "flash", role: "status" }, flash) : null,
+    payment,
     status,
     list,
     more,
   );
+  if (returned && returned.succeeded) {
+    fill(payment, h("p", { class: "flash", role: "status" }, "Payment received, confirming your booking…"));
+  } else if (returned) {
+    fill(
+      payment,
+      problemBox({
+        title: "Your payment did not go through",
+        detail: "The payment provider declined it or it was not completed. You can pay again while your seats are held.",
+      }),
+    );
+  }
+  /** What the way back from the provider says once the booking's fate is known. */
+  const settlePayment = (booking) => {
+    if (!returned || booking.id !== returned.id || !paying.has(booking.id)) return;
+    if (booking.status === "HELD") {
+      if (Date.now() - returned.since > PAYMENT_WAIT_MS) {
+        fill(
+          payment,
+          h(
+            "p",
+            { class: "flash", role: "status" },
+            "Payment received; its confirmation from the payment provider is taking longer than usual. This page updates by itself.",
+          ),
+        );
+      }
+      return;
+    }
+    paying.delete(booking.id);
+    const paid = booking.status === "PENDING" || booking.status === "CONFIRMED";
+    fill(
+      payment,
+      paid
+        ? h("p", { class: "flash", role: "status" }, "Payment confirmed: your booking is paid.")
+        : problemBox({
+            title: booking.status === "EXPIRED" ? "The payment arrived after the hold lapsed" : "The booking was not paid",
+            detail: "Its seats went back on sale and the payment is refunded in full.",
+          }),
+    );
+  };
 
   const events = new Map(); // event id -> Promise<event | null>
   const eventOf = (id) => {
@@ -67,21 +134,23 @@ export async function bookingsPage(main) {
 
   const show = async (booking, { append = false } = {}) => {
     const event = await eventOf(booking.eventId);
+    settlePayment(booking);
     const known = items.get(booking.id);
-    if (known && shown(known.booking) === shown(booking)) {
+    const payingFor = paying.has(booking.id);
+    if (known && shown(known.booking, known.paying) === shown(booking, payingFor)) {
       known.booking = booking;
       known.readAt = Date.now();
       const link = known.element.querySelector("a.pdf");
       if (link && booking.order && booking.order.documentUrl) link.href = booking.order.documentUrl;
       return;
     }
-    const element = article(booking, event, { cancel: () => cancel(booking.id), refresh: () => refresh(booking.id) });
+    const element = article(booking, event, { cancel: () => cancel(booking.id), paying: payingFor });
     if (known) {
       const focused = known.element.contains(document.activeElement) ? document.activeElement.dataset.key : null;
       known.element.replaceWith(element);
       if (focused) (element.querySelector(`[data-key="${focused}"]`) ?? element).focus();
       if (known.booking.status !== booking.status) {
-        announce(`${event ? event.name : "Booking"}: ${booking.status === "CONFIRMED" ? "confirmed, your tickets are ready" : booking.status.toLowerCase()}`);
+        announce(`${event ? event.name : "Booking"}: ${SAID[booking.status] ?? booking.status.toLowerCase()}`);
       }
       lastNews = Date.now();
     } else if (append) {
@@ -89,7 +158,7 @@ export async function bookingsPage(main) {
     } else {
       list.prepend(element);
     }
-    items.set(booking.id, { booking, element, readAt: Date.now() });
+    items.set(booking.id, { booking, element, readAt: Date.now(), paying: payingFor });
   };
 
   const load = async () => {
@@ -99,6 +168,8 @@ export async function bookingsPage(main) {
       if (cursor) query.set("cursor", cursor);
       const { body } = await api(`/bookings?${query}`, { auth: true });
       for (const booking of body.items) await show(booking, { append: true });
+      // The booking paid just now is on the first page unless many were made since: read it.
+      if (returned && !items.has(returned.id) && !cursor) await refresh(returned.id);
       cursor = body.nextCursor;
       more.hidden = !cursor;
       if (!items.size) {
@@ -136,9 +207,10 @@ export async function bookingsPage(main) {
   };
 
   const cancel = async (id) => {
-    const booking = (await api(`/bookings/${encodeURIComponent(id)}`, { method: "DELETE", auth: true })).body;
-    await show(booking);
-    announce("Booking cancelled. Its seats are back on sale.");
+    const paid = Boolean(items.get(id)?.booking.payment);
+    await api(`/bookings/${encodeURIComponent(id)}`, { method: "DELETE", auth: true });
+    await refresh(id); // as reads show it: with its payment and refund
+    announce(`Booking cancelled. Its seats are back on sale${paid ? " and the payment is refunded" : ""}.`);
     lastNews = Date.now();
     if (!timer) timer = setTimeout(poll, POLL_MS);
   };
@@ -161,19 +233,28 @@ export async function bookingsPage(main) {
   };
   document.addEventListener("visibilitychange", visible);
 
+  // Holds count down; one that lapses is read again soon (housekeeping marks it EXPIRED).
+  const stopClocks = startHoldClocks(list, () => {
+    lastNews = Date.now();
+    if (!timer) timer = setTimeout(poll, POLL_MS);
+  });
   await load();
   timer = setTimeout(poll, POLL_MS);
   return () => {
     stopped = true;
+    stopClocks();
     if (timer) clearTimeout(timer);
     document.removeEventListener("visibilitychange", visible);
   };
 }
 
-function article(booking, event, { cancel }) {
+function article(booking, event, { cancel, paying }) {
   const name = event ? event.name : "Event";
   const started = event && new Date(event.startsAt) <= new Date();
   const n = booking.quantity;
+  // Named when the event sells several categories.
+  const categories = event && Array.isArray(event.categories) ? event.categories : [];
+  const category = categories.length > 1 ? categories.find((c) => c.id === booking.categoryId) : null;
   const headingId = `booking-${booking.id}-title`;
   return h(
     "article",
@@ -188,13 +269,34 @@ function article(booking, event, { cancel }) {
     h(
       "p",
       { class: "summary" },
-      `${n} ticket${n > 1 ? "s" : ""} · ${money(booking.total)} · booked `,
+      `${n} ticket${n > 1 ? "s" : ""}${category ? ` · ${category.name}` : ""} · ${money(booking.total)} · booked `,
       when(booking.createdAt),
     ),
-    h("p", { class: "status" }, "Status: ", STATUS[booking.status] ? STATUS[booking.status]() : booking.status),
+    h("p", { class: "status" }, "Status: ", STATUS[booking.status] ? STATUS[booking.status](paying) : booking.status),
+    paymentSummary(booking.payment),
+    hold(booking, paying),
     tickets(booking, name),
-    booking.status !== "CANCELLED" && !started ? cancelControl(booking, cancel) : null,
+    booking.status !== "CANCELLED" && booking.status !== "EXPIRED" && !started && !paying
+      ? cancelControl(booking, cancel)
+      : null,
   );
+}
+
+function hold(booking, paying) {
+  if (booking.status === "HELD" && paying) {
+    return h("p", { class: "muted" }, "Payment received, confirming… Your tickets appear here once it is confirmed.");
+  }
+  if (booking.status === "HELD" && booking.holdExpiresAt) return holdPanel(booking);
+  if (booking.status === "EXPIRED") {
+    return h(
+      "p",
+      {},
+      "Not paid in time: the seats were held until ",
+      booking.holdExpiresAt ? when(booking.holdExpiresAt) : "the hold lapsed",
+      " and are back on sale.",
+    );
+  }
+  return null;
 }
 
 function tickets(booking, name) {
@@ -242,7 +344,12 @@ function cancelControl(booking, cancel) {
   const ask = () => {
     const yes = h("button", { type: "button", class: "danger", "data-key": "cancel-yes" }, "Yes, cancel booking");
     const no = h("button", { type: "button", class: "secondary", "data-key": "cancel-no" }, "Keep booking");
-    const question = h("p", { id: `cancel-${booking.id}` }, `Cancel these ${booking.quantity} ticket(s)? This cannot be undone.`);
+    const refund = booking.payment && Number(booking.payment.paid.amount) > 0 ? ` The ${money(booking.payment.paid)} you paid is refunded.` : "";
+    const question = h(
+      "p",
+      { id: `cancel-${booking.id}` },
+      `Cancel these ${booking.quantity} ticket(s)? This cannot be undone.${refund}`,
+    );
     const group = h("div", { role: "group", "aria-labelledby": `cancel-${booking.id}` }, question, yes, " ", no);
     fill(box, group);
     no.addEventListener("click", () => {

@@ -1,7 +1,9 @@
-// What's on (the upcoming events) and an event's page with its booking form.
+// What's on (the upcoming events) and an event's page with its booking form: the ticket category
+// (when there are several), the number of tickets, and on an event paid online the hold to pay.
 import { api } from "./api.js";
 import { claims, signedIn, signIn, whenReady } from "./auth.js";
 import { book } from "./booking.js";
+import { holdPanel, startHoldClocks } from "./checkout.js";
 import { admissionFor, lineOf, myPlace } from "./line.js";
 import { eventPath, linePath, navigate, takeFlash } from "./router.js";
 import { announce, badge, fill, h, money, pageHeading, problemBox, times, when } from "./ui.js";
@@ -23,6 +25,25 @@ export function availability(event) {
   return h("span", { class: "remaining" }, `${remaining.toLocaleString()} of ${total.toLocaleString()} left`);
 }
 
+/** The event's ticket categories (an API without them: none, the event's one price). */
+const categoriesOf = (event) => (Array.isArray(event.categories) ? event.categories : []);
+
+/** Several prices: "from £25.00". */
+function priceOf(event) {
+  const prices = new Set(categoriesOf(event).map((c) => c.price.amount));
+  return prices.size > 1 ? `from ${money(event.price)}` : money(event.price);
+}
+
+const onSale = (category) => category.status === "ON_SALE" && category.remaining > 0;
+
+function categoryAvailability(category) {
+  const closed = CLOSED[category.status];
+  if (closed) return badge(closed[0], closed[1]);
+  if (category.remaining === 0) return badge("sold-out", "Sold out");
+  if (category.remaining <= Math.max(5, category.capacity / 10)) return badge("few", `Only ${category.remaining} left`);
+  return h("span", { class: "remaining" }, `${category.remaining.toLocaleString()} left`);
+}
+
 function card(event) {
   return h(
     "li",
@@ -30,7 +51,7 @@ function card(event) {
     h("h2", {}, h("a", { href: eventPath(event.id) }, event.name)),
     h("p", { class: "when" }, when(event.startsAt)),
     h("p", { class: "where" }, `${event.venue.name}, ${event.venue.city}`),
-    h("p", { class: "price-line" }, h("span", { class: "price" }, money(event.price)), " ", availability(event)),
+    h("p", { class: "price-line" }, h("span", { class: "price" }, priceOf(event)), " ", availability(event)),
   );
 }
 
@@ -63,7 +84,14 @@ export function eventsPage(main) {
   load();
 }
 
-export async function eventPage(main, { id }) {
+export async function eventPage(main, params) {
+  // A hold made on this page counts down here until the buyer pays or leaves.
+  const stopClocks = startHoldClocks(main);
+  await eventContent(main, params);
+  return stopClocks;
+}
+
+async function eventContent(main, { id }) {
   fill(main, h("p", { class: "muted" }, "Loading the event…"));
   let event;
   let line;
@@ -82,7 +110,7 @@ export async function eventPage(main, { id }) {
     h("dt", {}, "Where"),
     h("dd", {}, `${event.venue.name}, ${event.venue.city}`),
     h("dt", {}, "Price"),
-    h("dd", {}, `${money(event.price)} per ticket`),
+    h("dd", {}, `${priceOf(event)} per ticket`),
     h("dt", {}, "Tickets"),
     h("dd", { id: "availability" }, availability(event)),
   );
@@ -138,16 +166,16 @@ export async function eventPage(main, { id }) {
 
 function bookingForm(event, admission) {
   const remaining = event.capacity.remaining;
-  if (event.status !== "ON_SALE" || remaining === 0) {
+  const categories = categoriesOf(event);
+  if (event.status !== "ON_SALE" || remaining === 0 || (categories.length && !categories.some(onSale))) {
     const closed = CLOSED[event.status] || CLOSED.SOLD_OUT;
     return h("p", { class: "notice" }, closed[2]);
   }
-  const max = Math.min(event.maxTicketsPerOrder, remaining);
-  const count = h(
-    "select",
-    { id: "ticket-count", name: "ticketCount" },
-    Array.from({ length: max }, (_, i) => h("option", { value: String(i + 1) }, String(i + 1))),
-  );
+  // The category booked: chosen in the picker when there are several, else the only one (none
+  // from an API that predates categories: the event's price and seats).
+  let chosen = categories.find(onSale) ?? null;
+  const picker = categories.length > 1 ? categoryPicker(categories, chosen) : null;
+  const count = h("select", { id: "ticket-count", name: "ticketCount" });
   const total = h("output", { id: "total", for: "ticket-count", "aria-live": "polite" });
   const submit = h("button", { type: "submit", class: "primary" });
   const outcome = h("div", { id: "booking-outcome" });
@@ -155,20 +183,40 @@ function bookingForm(event, admission) {
     "form",
     { class: "booking-form", "aria-labelledby": "book-heading" },
     h("h2", { id: "book-heading" }, "Book tickets"),
+    picker,
     h("p", { class: "field" }, h("label", { for: "ticket-count" }, "Number of tickets"), count),
     h("p", {}, "Total: ", total),
     submit,
     outcome,
   );
+  const price = () => (chosen ? chosen.price : event.price);
   const tickets = () => Number(count.value);
+  // At most the API's `maxTicketsPerOrder`, and no more than the category has left.
+  const offer = () => {
+    const max = Math.min(event.maxTicketsPerOrder, chosen ? chosen.remaining : remaining);
+    const keep = Math.min(Math.max(tickets() || 1, 1), max);
+    fill(count, Array.from({ length: max }, (_, i) => h("option", { value: String(i + 1) }, String(i + 1))));
+    count.value = String(keep);
+  };
   const label = () => {
-    total.value = money(times(event.price, tickets()));
+    total.value = money(times(price(), tickets()));
     submit.textContent = signedIn() ? `Book ${tickets()} ticket${tickets() > 1 ? "s" : ""}` : "Sign in to book";
   };
+  offer();
   count.addEventListener("change", () => {
     fill(outcome);
     label();
   });
+  if (picker) {
+    picker.addEventListener("change", (e) => {
+      const picked = categories.find((c) => c.id === e.target.value);
+      if (!picked) return;
+      chosen = picked;
+      fill(outcome);
+      offer();
+      label();
+    });
+  }
   whenReady().then(label);
   label();
 
@@ -191,9 +239,14 @@ function bookingForm(event, admission) {
         subject: claims().sub,
         eventId: event.id,
         ticketCount: tickets(),
+        categoryId: chosen ? chosen.id : null,
         admissionToken: admission ? admission.token : null,
       });
       const n = booking.quantity;
+      if (booking.status === "HELD") {
+        form.replaceWith(heldSection(booking, event, categories.length > 1 ? chosen : null));
+        return;
+      }
       navigate("/account/bookings", {
         flash: `${replayed ? "Already booked" : "Booked"}: ${n} ticket${n > 1 ? "s" : ""} for ${event.name}.`,
       });
@@ -216,7 +269,10 @@ function bookingForm(event, admission) {
           ? h("p", {}, h("a", { href: linePath(event.id) }, "Go to the waiting room"))
           : null;
       fill(outcome, problemBox(problem), retryAfter ? note : null, join);
-      if (problem.slug === "sold-out") fill(document.getElementById("availability"), badge("sold-out", "Sold out"));
+      if (problem.slug === "sold-out") {
+        if (picker) markSoldOut(picker, chosen);
+        else fill(document.getElementById("availability"), badge("sold-out", "Sold out"));
+      }
       if (retryAfter) await countdown(note, retryAfter);
     } finally {
       busy = false;
@@ -226,6 +282,67 @@ function bookingForm(event, admission) {
     }
   });
   return form;
+}
+
+/** A radio group: each category with its price and what is left (sold out: not selectable). */
+function categoryPicker(categories, chosen) {
+  return h(
+    "fieldset",
+    { class: "categories" },
+    h("legend", {}, "Ticket category"),
+    categories.map((c) => {
+      const id = `category-${c.id}`;
+      return h(
+        "p",
+        { class: "category" },
+        h("input", {
+          type: "radio",
+          name: "categoryId",
+          id,
+          value: c.id,
+          checked: chosen !== null && c.id === chosen.id,
+          disabled: !onSale(c),
+        }),
+        h(
+          "label",
+          { for: id },
+          h("span", { class: "category-name" }, c.name),
+          " ",
+          h("span", { class: "price" }, money(c.price)),
+          " ",
+          h("span", { class: "category-left", "data-category": c.id }, categoryAvailability(c)),
+        ),
+      );
+    }),
+  );
+}
+
+function markSoldOut(picker, category) {
+  const left = picker.querySelector(`[data-category="${category.id}"]`);
+  if (left) fill(left, badge("sold-out", "Sold out"));
+}
+
+/** After booking on an event paid online: the seats are held; the countdown and Pay. */
+function heldSection(booking, event, category) {
+  const n = booking.quantity;
+  const heading = h("h2", { id: "held-heading", tabindex: "-1" }, "Your seats are held");
+  const section = h(
+    "section",
+    { class: "held booking-form", "aria-labelledby": "held-heading" },
+    heading,
+    h(
+      "p",
+      {},
+      `${n} ticket${n > 1 ? "s" : ""}${category ? ` (${category.name})` : ""} for ${event.name} · ${money(booking.total)}. `,
+      "Pay now to confirm them; unpaid, they go back on sale when the hold lapses.",
+    ),
+    holdPanel(booking),
+    h("p", {}, h("a", { href: "/account/bookings" }, "My bookings")),
+  );
+  const until = new Date(booking.holdExpiresAt).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  setTimeout(() => heading.focus(), 0);
+  announce(`${n} seat${n > 1 ? "s" : ""} held until ${until}. Pay to confirm them.`);
+  return section;
 }
 
 /** "You can try again in N s", counting down; resolves at 0 (the form is then enabled again). */
