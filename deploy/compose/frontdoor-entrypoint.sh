@@ -22,6 +22,8 @@ sed -e "s|@DIR@|$dir|g" -e "s|@LOG@|/dev/stderr|g" \
   -e 's|@CREATE_BOOKING_HOST@|$http_host|g' -e 's|@CHECK_IN_HOST@|$http_host|g' \
   -e "s|@CHECK_IN_ADDR@|${CHECK_IN_ADDR:-check_in:8080}|g" \
   -e 's|@WAITING_ROOM_HOST@|$http_host|g' \
+  -e "s|@PAYMENT_WEBHOOK_ADDR@|${PAYMENT_WEBHOOK_ADDR:-payment_webhook:8080}|g" \
+  -e 's|@PAYMENT_WEBHOOK_HOST@|$http_host|g' \
   -e "s|@PROBLEM_BASE@|${BOXOFFICE_PROBLEM_BASE_URI:-https://boxoffice.example/problems/}|g" \
   -e "s|@STOREFRONT_ROOT@|${STOREFRONT_ROOT:-/usr/share/boxoffice/storefront}|g" \
   -e "s|@STOREFRONT_URL@|${STOREFRONT_URL:-http://localhost:28000}|g" \

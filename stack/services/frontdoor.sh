@@ -3,7 +3,7 @@
 # for the API on http://127.0.0.1:$BOXOFFICE_FRONTDOOR_PORT that routes by path to the functions:
 # /events, /venues -> get_event; /events/{id}/queue -> waiting_room; /customers -> get_customer;
 # /bookings -> create_booking; /checkins, /events/{id}/checkins/..., /.well-known/ticket-keys -> check_in;
-# everything else is the storefront (the buyer's web page: storefront/public, served as it is;
+# /payments/webhook -> payment_webhook (devpay's webhooks, like Stripe's in production); everything else is the storefront (the buyer's web page: storefront/public, served as it is;
 # docs/adr/0016-storefront.md), signing in with the local Keycloak's `boxoffice-storefront` client.
 # Config rendered from stack/frontdoor/nginx.conf.tmpl into $BX_STATE/frontdoor/nginx.conf (checked
 # with `nginx -t`); access and error log: $BX_STATE/logs/frontdoor.log; the catalogue cache, temp
@@ -43,6 +43,8 @@ _fd_render() {
     -e 's|@CREATE_BOOKING_HOST@|$http_host|g' -e 's|@CHECK_IN_HOST@|$http_host|g' \
     -e "s|@CHECK_IN_ADDR@|$BX_HOST:$(fn_port check_in)|g" \
     -e 's|@WAITING_ROOM_HOST@|$http_host|g' \
+    -e "s|@PAYMENT_WEBHOOK_ADDR@|$BX_HOST:$(fn_port payment_webhook)|g" \
+    -e 's|@PAYMENT_WEBHOOK_HOST@|$http_host|g' \
     -e "s|@PROBLEM_BASE@|$BOXOFFICE_PROBLEM_BASE_URI|g" \
     -e "s|@STOREFRONT_ROOT@|$BX_ROOT/storefront/public|g" -e "s|@STOREFRONT_URL@|$(frontdoor_url)|g" \
     -e "s|@STOREFRONT_CLIENT_ID@|$BX_FD_STOREFRONT_CLIENT|g" \
@@ -79,7 +81,7 @@ frontdoor_after_start() {
 frontdoor_stop() { bx_stop_pid frontdoor 10; }
 
 frontdoor_status_line() {
-  echo "$(frontdoor_url) storefront=$(frontdoor_url)/ /events,/venues->get_event /events/*/queue->waiting_room /customers->get_customer /bookings->create_booking /checkins->check_in log=$(bx_log_file frontdoor)"
+  echo "$(frontdoor_url) storefront=$(frontdoor_url)/ /events,/venues->get_event /events/*/queue->waiting_room /customers->get_customer /bookings->create_booking /checkins->check_in /payments/webhook->payment_webhook log=$(bx_log_file frontdoor)"
 }
 
 frontdoor_env() {

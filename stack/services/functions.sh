@@ -19,10 +19,12 @@
 : "${BOXOFFICE_HOUSEKEEPING_PORT:=28089}"
 : "${BOXOFFICE_CHECK_IN_PORT:=28087}"
 : "${BOXOFFICE_WAITING_ROOM_PORT:=28088}"
+: "${BOXOFFICE_PAYMENT_WEBHOOK_PORT:=28092}"
 : "${BOXOFFICE_FUNCTION_THREADS:=8}"
 : "${BOXOFFICE_FUNCTION_WORKERS:=$(nproc 2>/dev/null || echo 1)}"
 
-BX_FUNCTIONS=(get_event get_customer create_booking consume_order check_in housekeeping waiting_room)
+BX_FUNCTIONS=(get_event get_customer create_booking consume_order check_in housekeeping waiting_room
+  payment_webhook)
 
 fn_port() { local v="BOXOFFICE_${1^^}_PORT"; echo "${!v}"; }
 fn_present() { grep -qs '^def handler' "$BX_ROOT/functions/$1/main.py"; }

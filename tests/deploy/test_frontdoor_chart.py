@@ -40,6 +40,7 @@ HOSTS = {
     "create_booking": "create-booking.boxoffice.svc.cluster.local",
     "check_in": "check-in.boxoffice.svc.cluster.local",
     "waiting_room": "waiting-room.boxoffice.svc.cluster.local",
+    "payment_webhook": "payment-webhook.boxoffice.svc.cluster.local",
 }
 Render = Callable[[Path | None], str]
 STOREFRONT_ROOT = "/usr/share/boxoffice/storefront"
@@ -292,6 +293,17 @@ class _Kourier(BaseHTTPRequestHandler):
         else:
             body = json.dumps({"host": self.headers["Host"], "path": self.path}).encode()
             status, ctype = 200, "application/json"
+        self._send(status, ctype, body)
+
+    def do_POST(self) -> None:
+        """Also echoes the body and the Stripe-Signature header it got."""
+        self.seen.append((self.headers["Host"], self.path))
+        received = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+        answer = {"host": self.headers["Host"], "path": self.path, "body": received}
+        answer["signature"] = self.headers.get("Stripe-Signature", "")
+        self._send(200, "application/json", json.dumps(answer).encode())
+
+    def _send(self, status: int, ctype: str, body: bytes) -> None:
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
@@ -396,6 +408,28 @@ def test_the_cluster_front_door_reaches_each_function_through_kourier_by_its_hos
     )
     assert response.status_code == 200, response.text
     assert response.json() == {"host": HOSTS[function], "path": path}
+
+
+def test_the_payment_providers_webhook_reaches_payment_webhook_without_a_token(
+    cluster_frontdoor: str,
+) -> None:
+    """Stripe calls /payments/webhook from the internet (the HTTPRoute sends every path to the
+    front door): no Authorization, the signed body and its signature passed on unchanged."""
+    event = '{"id": "evt_1", "type": "payment_intent.succeeded"}'
+    signature = "t=1700000000,v1=" + "ab" * 32
+    response = requests.post(
+        f"{cluster_frontdoor}/payments/webhook",
+        data=event,
+        headers={"Content-Type": "application/json", "Stripe-Signature": signature},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "host": HOSTS["payment_webhook"],
+        "path": "/payments/webhook",
+        "body": event,
+        "signature": signature,
+    }
 
 
 def test_the_cluster_front_door_serves_the_storefront_itself(cluster_frontdoor: str) -> None:

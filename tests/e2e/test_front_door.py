@@ -753,6 +753,8 @@ def _started_frontdoor(directory: Path, upstreams: dict[str, str]) -> Iterator[s
         "@CHECK_IN_ADDR@": upstreams.get("check_in", upstreams["get_event"]),
         "@WAITING_ROOM_HOST@": "$http_host",
         "@WAITING_ROOM_ADDR@": upstreams.get("waiting_room", upstreams["get_event"]),
+        "@PAYMENT_WEBHOOK_HOST@": "$http_host",
+        "@PAYMENT_WEBHOOK_ADDR@": upstreams.get("payment_webhook", upstreams["get_event"]),
         "@PROBLEM_BASE@": "https://boxoffice.example/problems/",
         "@STOREFRONT_ROOT@": str(ROOT / "storefront" / "public"),
         "@STOREFRONT_URL@": f"http://127.0.0.1:{port}",
@@ -830,7 +832,14 @@ class _Echo(BaseHTTPRequestHandler):
 def echo_frontdoor() -> Iterator[str]:
     """The template in front of echo servers, one per function."""
     servers = {}
-    for name in ("get_event", "get_customer", "create_booking", "check_in", "waiting_room"):
+    for name in (
+        "get_event",
+        "get_customer",
+        "create_booking",
+        "check_in",
+        "waiting_room",
+        "payment_webhook",
+    ):
         server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
         server.name = name  # type: ignore[attr-defined]
         threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -868,6 +877,7 @@ def echo_frontdoor() -> Iterator[str]:
         ("GET", "/events/e1/queue", "waiting_room"),
         ("GET", "/events/e1/queue/me", "waiting_room"),
         ("GET", "/events/e1/queueing", "get_event"),
+        ("POST", "/payments/webhook", "payment_webhook"),
     ],
 )
 def test_the_template_routes_every_documented_path(
@@ -917,6 +927,9 @@ def test_the_template_forwards_host_and_client_headers(echo_frontdoor: str) -> N
         "/healthz",
         "/checkinsx",
         "/.well-known/x",
+        "/payments",
+        "/payments/webhooks",
+        "/payments/webhook/x",
     ],
 )
 def test_the_template_matches_whole_path_segments(echo_frontdoor: str, path: str) -> None:
@@ -930,7 +943,15 @@ def dead_upstream_frontdoor() -> Iterator[str]:
     """The template with upstreams on a port nothing listens on: every function is down."""
     dead = f"127.0.0.1:{_free_port()}"
     upstreams = dict.fromkeys(
-        ("get_event", "get_customer", "create_booking", "check_in", "waiting_room"), dead
+        (
+            "get_event",
+            "get_customer",
+            "create_booking",
+            "check_in",
+            "waiting_room",
+            "payment_webhook",
+        ),
+        dead,
     )
     with _frontdoor(upstreams) as frontdoor:
         yield frontdoor.base
