@@ -13,7 +13,7 @@
 # (default 0.0.0.0; the local stack's containers share the host's network and take 127.0.0.1).
 set -eu
 
-: "${FUNCTION:?FUNCTION is not set (get_event|get_customer|create_booking|consume_order|housekeeping|check_in)}"
+: "${FUNCTION:?FUNCTION is not set (get_event|get_customer|create_booking|consume_order|housekeeping|check_in|waiting_room|payment_webhook)}"
 APP_DIR="${BOXOFFICE_APP_DIR:-/app}"
 CPU_MAX_FILE="${BOXOFFICE_CGROUP_CPU_MAX:-/sys/fs/cgroup/cpu.max}"
 CFS_DIR="${BOXOFFICE_CGROUP_V1_CPU_DIR:-/sys/fs/cgroup/cpu}"

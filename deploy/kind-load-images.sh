@@ -11,7 +11,7 @@
 # Knative never resolves dev.local/... against a registry, so a loaded image is used as it is).
 # Every image must be in the local engine first; a missing one fails before anything is loaded.
 # All of them go in one `kind load docker-image` call: kind saves them into one archive, so the
-# layers the seven images share are copied to the nodes once.
+# layers the images share are copied to the nodes once.
 # KIND and DOCKER name the binaries (default: kind, docker).
 set -euo pipefail
 cd "$(dirname "$0")/.."

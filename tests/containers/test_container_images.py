@@ -1,5 +1,5 @@
 """Every function's image, as `make images` built it: its entrypoint serves the right function on
-$PORT, it runs read-only and as uid 10001, it carries no tools it does not need, and the seven
+$PORT, it runs read-only and as uid 10001, it carries no tools it does not need, and the
 images share every layer but their own function's."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ pytestmark = pytest.mark.containers
 
 # A route that only this function serves, and what it answers without credentials; every other
 # function answers it 404 (`no route`). consume_order's POST / refuses a request that is no
-# CloudEvent; housekeeping's POST / runs one (idempotent) round.
+# CloudEvent; housekeeping's POST / runs one (idempotent) round; payment_webhook refuses a delivery
+# without the provider's signature.
 OWN_ROUTE: dict[str, tuple[str, str, int]] = {
     "get_event": ("GET", "/events?limit=1", 200),
     "get_customer": ("GET", "/customers/me", 401),
@@ -21,6 +22,7 @@ OWN_ROUTE: dict[str, tuple[str, str, int]] = {
     "waiting_room": ("PUT", "/events/7e0e0000-0000-4000-8000-00000000ffff/queue", 401),
     "consume_order": ("POST", "/", 400),
     "housekeeping": ("POST", "/", 200),
+    "payment_webhook": ("POST", "/payments/webhook", 400),
 }
 
 

@@ -25,6 +25,7 @@ FUNCTIONS = (
     "check_in",
     "housekeeping",
     "waiting_room",
+    "payment_webhook",
 )
 IDS = [p.name if p else "default" for p in VALUES_FILES]
 Render = Callable[[Path | None], str]

@@ -39,6 +39,7 @@ FUNCTIONS = (
     "consume_order",
     "check_in",
     "waiting_room",
+    "payment_webhook",
 )
 OFFICIAL_IMAGES = {
     "postgres",
@@ -258,7 +259,14 @@ def compose_frontdoor(model: dict[str, Any]) -> Iterator[str]:
     if not Path(nginx).exists():
         pytest.fail("nginx is not installed: `stack/boxo up` installs it (front door)")
     addr = {}
-    for fn in ("get_event", "get_customer", "create_booking", "check_in", "waiting_room"):
+    for fn in (
+        "get_event",
+        "get_customer",
+        "create_booking",
+        "check_in",
+        "waiting_room",
+        "payment_webhook",
+    ):
         url = os.environ.get(f"BOXOFFICE_{fn.upper()}_URL", "")
         if not url:
             pytest.fail(f"BOXOFFICE_{fn.upper()}_URL is not set: run with the stack's env")

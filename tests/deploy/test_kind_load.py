@@ -93,7 +93,7 @@ def test_loads_one_image_per_function_with_the_charts_names_in_one_call(
     tmp_path: Path, render: Render
 ) -> None:
     images = chart_images(render)
-    assert len(images) == len(FUNCTIONS) == 7
+    assert len(images) == len(FUNCTIONS) == 8
     proc, calls = run(tmp_path, images)
     assert proc.returncode == 0, proc.stderr
     (load,) = loads(calls)
