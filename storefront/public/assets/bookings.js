@@ -210,6 +210,7 @@ export async function bookingsPage(main, params, query) {
     const paid = Boolean(items.get(id)?.booking.payment);
     await api(`/bookings/${encodeURIComponent(id)}`, { method: "DELETE", auth: true });
     await refresh(id); // as reads show it: with its payment and refund
+    if (returned && returned.id === id) fill(payment); // what the provider's way back said is over
     announce(`Booking cancelled. Its seats are back on sale${paid ? " and the payment is refunded" : ""}.`);
     lastNews = Date.now();
     if (!timer) timer = setTimeout(poll, POLL_MS);
