@@ -201,10 +201,11 @@ def booking_of(response: TestResponse) -> dict[str, Any]:
 def assert_read_matches_created(read: dict[str, Any], created: dict[str, Any]) -> None:
     """A read of a booking shows what its POST returned, except what order processing
     (consume_order, running in the stack) may have changed since: `status` PENDING ->
-    CONFIRMED, and the `order` only reads show."""
+    CONFIRMED, and the `order` and `payment` only reads show (no payment: not paid online)."""
     assert read["status"] in ("PENDING", "CONFIRMED")
     assert "order" in read
-    stable = {k: v for k, v in read.items() if k not in ("status", "order")}
+    assert read["payment"] is None
+    stable = {k: v for k, v in read.items() if k not in ("status", "order", "payment")}
     assert stable == {k: v for k, v in created.items() if k != "status"}
 
 
@@ -251,6 +252,7 @@ def test_booking_returns_201_with_location_and_writes_booking_seats_tickets_and_
     assert outbox[4] == {
         "bookingId": body["id"],
         "eventId": str(event),
+        "categoryId": body["categoryId"],
         "customerId": "c0000000-0000-4000-8000-000000000001",
         "quantity": 3,
         "unitPrice": {"amount": "25.50", "currency": "GBP"},

@@ -53,6 +53,7 @@ PROBLEM_JSON = "application/problem+json"
 # Which function serves a path (the front door's routes), and who calls each operation.
 ROUTES = [
     (re.compile(r"^/bookings"), "create_booking"),
+    (re.compile(r"^/payments/"), "payment_webhook"),
     (re.compile(r"^/(checkins|\.well-known/|events/[^/]+/checkins)"), "check_in"),
     (re.compile(r"^/events/[^/]+/queue"), "waiting_room"),
     (re.compile(r"^/customers"), "get_customer"),
@@ -255,6 +256,13 @@ VALID_BODIES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
         "gate": "A",
     },
     "CheckInBatchInput": lambda ids: {"eventId": ids["book"], "gate": "A", "scans": [_scan(ids)]},
+    # Never signed here: every generated delivery must be refused (400) and write nothing.
+    "ProviderEvent": lambda ids: {
+        "id": "evt_generated",
+        "type": "payment_intent.succeeded",
+        "created": 1700000000,
+        "data": {"object": {"id": "pi_generated", "object": "payment_intent"}},
+    },
 }
 
 
