@@ -169,7 +169,9 @@ $$;
 -- since (nothing, if no time passed). So the rate holds however many ticks run and however
 -- irregularly: admitted = rate x elapsed, with the fraction carried over, and never more than
 -- `max_burst` seconds' worth at once (a controller that was down does not flood the purchase
--- path when it comes back). Stops for good once no seats are left (`sold_out_at`).
+-- path when it comes back). Stops for good once no seats are left (`sold_out_at`) and none is held
+-- by an unpaid hold: an admitted buyer's hold takes its seats from what the line may admit
+-- (admission_room), and gives them back to the line if it lapses.
 CREATE OR REPLACE FUNCTION advance_queue(event uuid, auto_rate numeric, max_burst double precision)
 RETURNS TABLE (event_id uuid, state text, rate numeric, joined bigint, waiting bigint,
                admitted_now integer, expired_now bigint, waits double precision[])
@@ -222,7 +224,10 @@ BEGIN
 
     SELECT coalesce(sum(i.capacity - i.sold), 0) INTO left_seats
       FROM event_inventory i WHERE i.event_id = event;
-    IF left_seats <= 0 THEN
+    -- Seats held by unpaid holds (ADR 20) may come back: the line only waits (admission_room
+    -- is 0) until they are paid, for good, or released to the next buyers in line.
+    IF left_seats <= 0 AND NOT EXISTS (SELECT 1 FROM booking b
+                                        WHERE b.event_id = event AND b.status = 'HELD') THEN
         UPDATE event_queue eq SET sold_out_at = now(), ticked_at = now(), allowance = 0,
                expired_unused = eq.expired_unused + expired, updated_at = now()
          WHERE eq.event_id = event;

@@ -477,6 +477,36 @@ def test_the_line_stops_for_good_when_sold_out_and_waiting_buyers_see_it(
     assert admitted_count(db, event) == 2
 
 
+def test_seats_held_by_unpaid_holds_pause_the_line_and_come_back_to_it_when_they_lapse(
+    room: PostgresWaitingRoom, store: PostgresBookingStore, db: Conn
+) -> None:
+    event = add_event(db, capacity=4)
+    db.execute("UPDATE event SET online_payment = true WHERE id = %s", (event,))
+    queue(room, event, randomise=False)
+    for who in BUYERS[:6]:
+        join(room, event, who)
+    set_clock(db, event, 1.0)
+    assert tick(room, event).admitted == 2
+    for who in BUYERS[:2]:  # both admitted buyers hold two seats each, unpaid
+        booked = book(store, event, who, 2, claims(db, event, who))
+        assert booked.booking is not None
+        assert booked.booking.status.value == "HELD"
+
+    set_clock(db, event, 1.0)
+    paused = tick(room, event)
+
+    assert (paused.state, paused.admitted) == (LineState.OPEN, 0)  # no seats, but not sold out
+    db.execute(
+        """UPDATE booking SET hold_expires_at = now() - interval '1 second'
+            WHERE event_id = %s AND status = 'HELD'""",
+        (event,),
+    )
+    assert db.execute("SELECT expire_holds(10)").fetchone() == (2,)
+    set_clock(db, event, 1.0)
+    resumed = tick(room, event)
+    assert (resumed.state, resumed.admitted) == (LineState.OPEN, 2)  # the next two in line
+
+
 def tick_state(room: PostgresWaitingRoom, event: uuid.UUID) -> Any:
     return next((t for t in waiting_room.tick(room, TICK) if t.event_id == event), None)
 
