@@ -226,14 +226,24 @@ class Client:
             self._local.session = session
         return session
 
-    def book(self, user: str, event: uuid.UUID, size: int, key: str | None = None) -> Outcome:
+    def book(
+        self,
+        user: str,
+        event: uuid.UUID,
+        size: int,
+        key: str | None = None,
+        category: uuid.UUID | None = None,
+    ) -> Outcome:
         """One purchase as a real client makes it: retried with its Idempotency-Key while the
         server answers 503 (overloaded: more buyers than the server admits at once)."""
         key = key or str(uuid.uuid4())
+        body: dict[str, Any] = {"eventId": str(event), "ticketCount": size}
+        if category is not None:
+            body["categoryId"] = str(category)
         for _ in range(OVERLOAD_RETRIES):
             response = self._session().post(
                 f"{self.base}/bookings",
-                json={"eventId": str(event), "ticketCount": size},
+                json=body,
                 headers={"Authorization": f"Bearer {self.tokens[user]}", "Idempotency-Key": key},
                 timeout=30,
             )
@@ -282,7 +292,7 @@ def assert_books_balance(db: psycopg.Connection[Any], event: uuid.UUID) -> int:
                   COALESCE((SELECT SUM(a.quantity) FROM booking_allocation a
                               JOIN booking b ON b.id = a.booking_id
                              WHERE a.event_id = i.event_id AND a.shard = i.shard
-                               AND b.status <> 'CANCELLED'), 0)
+                               AND b.status NOT IN ('CANCELLED', 'EXPIRED')), 0)
              FROM event_inventory i WHERE i.event_id = %s ORDER BY i.shard""",
         (event,),
     ).fetchall()
@@ -292,7 +302,7 @@ def assert_books_balance(db: psycopg.Connection[Any], event: uuid.UUID) -> int:
     live = one(
         db,
         """SELECT COALESCE(SUM(quantity), 0) FROM booking
-            WHERE event_id = %s AND status <> 'CANCELLED'""",
+            WHERE event_id = %s AND status NOT IN ('CANCELLED', 'EXPIRED')""",
         event,
     )
     total = sum(r[2] for r in rows)
@@ -423,6 +433,84 @@ def test_600_concurrent_mixed_size_orders_on_a_16_shard_hot_event_never_oversell
     while client.book("alice", event, 1).status == 201:
         pass
     assert assert_books_balance(db, event) == 300
+
+
+def make_category_event(
+    db: psycopg.Connection[Any], categories: list[tuple[str, int, int]], online_payment: bool
+) -> tuple[uuid.UUID, dict[str, uuid.UUID]]:
+    """An event with ticket categories (name, capacity, shards), each over shards of its own."""
+    event_id = uuid.uuid4()
+    ids: dict[str, uuid.UUID] = {}
+    shard = 0
+    with db.transaction():
+        db.execute(
+            """INSERT INTO event (id, venue_id, name, starts_at, ticket_price, currency, capacity,
+                                  online_payment)
+               VALUES (%s, '7e0e0000-0000-4000-8000-0000000000aa', %s,
+                       now() + interval '30 days', 25.00, 'GBP', %s, %s)""",
+            (event_id, f"categories {event_id.hex[:8]}", sum(c[1] for c in categories),
+             online_payment),
+        )  # fmt: skip
+        for position, (name, capacity, shards) in enumerate(categories):
+            ids[name] = uuid.uuid4()
+            db.execute(
+                """INSERT INTO ticket_category (id, event_id, name, price, capacity, position)
+                   VALUES (%s, %s, %s, %s, %s, %s)""",
+                (ids[name], event_id, name, 25 + 15 * position, capacity, position),
+            )
+            for cap in split_capacity(capacity, shards):
+                db.execute(
+                    """INSERT INTO event_inventory (event_id, shard, category_id, capacity)
+                       VALUES (%s, %s, %s, %s)""",
+                    (event_id, shard, ids[name], cap),
+                )
+                shard += 1
+    return event_id, ids
+
+
+@pytest.mark.parametrize("online_payment", [False, True], ids=["confirmed", "held"])
+def test_a_storm_over_three_categories_sells_each_exactly_its_capacity_never_more(
+    client: Client, db: psycopg.Connection[Any], online_payment: bool
+) -> None:
+    """The guard per category (the naive race above is the control): 600 buyers at once, each
+    naming one of three categories of different sizes and shard counts, as plain bookings and
+    as seat holds."""
+    capacities = {"Standing": (60, 8), "Seated": (24, 2), "VIP": (5, 1)}
+    event, ids = make_category_event(
+        db, [(n, c, k) for n, (c, k) in capacities.items()], online_payment
+    )
+    names = [list(capacities)[i % 3] for i in range(600)]
+    random.Random(11).shuffle(names)
+    jobs = [
+        lambda u=BUYERS[i % 3], name=name: (name, client.book(u, event, 1, category=ids[name]))
+        for i, name in enumerate(names)
+    ]
+
+    outcomes: list[tuple[str, Outcome]] = concurrently(jobs)
+
+    assert {o.status for _, o in outcomes} <= {201, 409}
+    assert {o.slug for _, o in outcomes if o.status == 409} == {"sold-out"}
+    booked = Counter(name for name, o in outcomes if o.status == 201)
+    assert booked == {n: c for n, (c, _) in capacities.items()}
+    status = "HELD" if online_payment else "PENDING"
+    assert {o.body["status"] for _, o in outcomes if o.status == 201} == {status}
+    for name, (capacity, _) in capacities.items():
+        sold = one(
+            db,
+            "SELECT SUM(sold) FROM event_inventory WHERE category_id = %s",
+            ids[name],
+        )
+        in_category = one(
+            db,
+            """SELECT count(*) FROM booking_allocation a
+                 JOIN event_inventory i ON i.event_id = a.event_id AND i.shard = a.shard
+                 JOIN booking b ON b.id = a.booking_id
+                WHERE b.category_id = %s AND i.category_id = %s""",
+            ids[name],
+            ids[name],
+        )
+        assert (sold, in_category) == (capacity, capacity), name
+    assert assert_books_balance(db, event) == 89
 
 
 def test_one_customer_firing_parallel_orders_never_exceeds_the_per_customer_limit(
