@@ -185,7 +185,14 @@ def frontdoor(upstreams: dict[str, int], log: Path) -> Iterator[tuple[ManagedPro
         FRONTDOOR_DIR=str(directory),
         FRONTDOOR_LISTEN=f"127.0.0.1:{port}",
     )
-    for name in ("get_event", "get_customer", "create_booking", "check_in", "waiting_room"):
+    for name in (
+        "get_event",
+        "get_customer",
+        "create_booking",
+        "check_in",
+        "waiting_room",
+        "payment_webhook",
+    ):
         env[f"{name.upper()}_ADDR"] = f"127.0.0.1:{upstreams.get(name, unused)}"
     proc = start_process(
         "frontdoor",

@@ -30,6 +30,7 @@ SMOKE_SCENARIOS = {
     "catalogue_cached",
     "floor",
     "spread",
+    "holds",
     "hot",
     "flash_sale",
     "overload",
@@ -62,6 +63,10 @@ SUMMARY_KEYS = [
     "waiting_room_joins_per_s",
     "burst_refused_ratio",
     "overload_refusal_p99_in_process_ms",
+    "holds_bookings_per_s",
+    "holds_p99_ms",
+    "function_cpu_ms_per_hold",
+    "postgres_cpu_ms_per_hold",
 ]
 
 
@@ -191,6 +196,13 @@ def test_bench_smoke_produces_table_report_plots_and_sells_exactly_capacity(
         assert run["tickets_in_201s"] <= run["sold"]  # a timed-out client may miss its 201
     assert s["spread"]["inventory"]["oversold"] == 0
     assert s["spread"]["inventory"]["consistent"]
+    # every booking of the hold scenario a seat hold, of a category, none oversold
+    holds = s["holds"]
+    assert holds["inventory"]["oversold"] == 0
+    assert holds["inventory"]["consistent"]
+    assert set(holds["held"]) == {"HELD"}
+    assert holds["held"]["HELD"] > 0
+    assert "2b holds" in proc.stdout
 
     # the waiting room (optional scenario, in the smoke run): a sell-out through the line
     assert "7 waiting room" in proc.stdout
