@@ -412,25 +412,25 @@ BEGIN
 END;
 $$;
 
--- DELETE /bookings/{id}: cancel the caller's booking. Its seats go back to the shards they came
--- from, its tickets stop counting against the customer's limit; a booking that was published gets
--- a booking.cancelled event, and a paid one a refund of what is left of its payment
--- (request_refund, R__payments.sql; sent by the caller, else by the housekeeping schedule).
--- Exactly once: the booking row is locked, and a cancelled or expired booking is returned as it is
--- (changed = false). Someone else's booking is `not-found`, so ids cannot be probed.
+-- DELETE /bookings/{id}: cancel the caller's booking (an admin's: anyone's, `by_admin`). Its
+-- seats go back to the shards they came from, its tickets stop counting against the customer's
+-- limit; a booking that was published gets a booking.cancelled event, and a paid one a refund of
+-- what is left of its payment (withdraw_booking). Exactly once: the booking row is locked, and a
+-- cancelled or expired booking is returned as it is (changed = false). Someone else's booking is
+-- `not-found`, so ids cannot be probed.
+DROP FUNCTION IF EXISTS cancel_booking(text, uuid, text, text);
 CREATE OR REPLACE FUNCTION cancel_booking(scope text, cancelled_booking uuid, topic text,
-                                          event_source text)
+                                          event_source text, by_admin boolean DEFAULT false)
 RETURNS TABLE (changed boolean, booking booking)
 LANGUAGE plpgsql AS $$
 DECLARE
     buyer uuid;
     found_booking booking;
-    was_held boolean;
-    paid payment;
 BEGIN
     SELECT c.id INTO buyer FROM customer c WHERE c.subject = scope;
     SELECT b.* INTO found_booking FROM booking b WHERE b.id = cancelled_booking FOR UPDATE;
-    IF buyer IS NULL OR found_booking.id IS NULL OR found_booking.customer_id <> buyer THEN
+    IF found_booking.id IS NULL
+       OR NOT by_admin AND (buyer IS NULL OR found_booking.customer_id <> buyer) THEN
         PERFORM refuse('not-found', format('booking %s does not exist', cancelled_booking));
     END IF;
     IF found_booking.status IN ('CANCELLED', 'EXPIRED') THEN
@@ -443,25 +443,67 @@ BEGIN
         PERFORM refuse('booking-not-cancellable', 'the event has already started');
     END IF;
 
-    PERFORM return_seats(found_booking);
-    was_held := found_booking.status = 'HELD';
-    UPDATE booking b SET status = 'CANCELLED', cancelled_at = now(), updated_at = now()
-     WHERE b.id = found_booking.id
-    RETURNING * INTO found_booking;
-
-    IF NOT was_held THEN  -- a hold was never published: nothing to take back downstream
-        INSERT INTO outbox (id, topic, record_key, event_type, event_source, event_time, payload)
-        VALUES (gen_random_uuid(), topic, found_booking.id::text,
-                'dev.boxoffice.booking.cancelled.v1', event_source, found_booking.cancelled_at,
-                booking_event_data(found_booking));
-    END IF;
-    FOR paid IN SELECT * FROM payment p WHERE p.booking_id = found_booking.id AND p.applied LOOP
-        PERFORM request_refund(paid.id, NULL, 'BOOKING_CANCELLED');
-    END LOOP;
-
     changed := true;
-    booking := found_booking;
+    booking := withdraw_booking(found_booking, topic, event_source, 'BOOKING_CANCELLED');
     RETURN NEXT;
+END;
+$$;
+
+-- Rule: take a live booking (HELD, PENDING or CONFIRMED; locked by the caller) back: its seats
+-- returned (return_seats), CANCELLED, a booking.cancelled event unless it was a hold (never
+-- published), and its applied payment refunded in full for `refund_reason` (request_refund,
+-- R__payments.sql; sent by the caller, else by the housekeeping schedule).
+CREATE OR REPLACE FUNCTION withdraw_booking(live booking, topic text, event_source text,
+                                            refund_reason text)
+RETURNS booking
+LANGUAGE plpgsql AS $$
+DECLARE
+    withdrawn booking;
+    paid payment;
+BEGIN
+    PERFORM return_seats(live);
+    UPDATE booking b SET status = 'CANCELLED', cancelled_at = now(), updated_at = now()
+     WHERE b.id = live.id AND b.status IN ('HELD', 'PENDING', 'CONFIRMED')
+    RETURNING * INTO withdrawn;
+    IF withdrawn.id IS NULL THEN
+        RAISE EXCEPTION 'booking % is not live', live.id;
+    END IF;
+    IF live.status <> 'HELD' THEN  -- a hold was never published: nothing to take back downstream
+        INSERT INTO outbox (id, topic, record_key, event_type, event_source, event_time, payload)
+        VALUES (gen_random_uuid(), topic, withdrawn.id::text,
+                'dev.boxoffice.booking.cancelled.v1', event_source, withdrawn.cancelled_at,
+                booking_event_data(withdrawn));
+    END IF;
+    FOR paid IN SELECT * FROM payment p WHERE p.booking_id = withdrawn.id AND p.applied LOOP
+        PERFORM request_refund(paid.id, NULL, refund_reason);
+    END LOOP;
+    RETURN withdrawn;
+END;
+$$;
+
+-- Rule: the bookings of cancelled events are cancelled, and their payments refunded
+-- (EVENT_CANCELLED), at most `batch` per call, oldest first; returns how many. Rows are locked
+-- SKIP LOCKED (a buyer cancelling at the same moment, another pass), so each is withdrawn once.
+-- Run by the housekeeping schedule: cancelling a big event is many small transactions.
+CREATE OR REPLACE FUNCTION cancel_bookings_of_cancelled_events(batch integer, topic text,
+                                                               event_source text)
+RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    live booking;
+    done integer := 0;
+BEGIN
+    FOR live IN SELECT b.* FROM booking b JOIN event e ON e.id = b.event_id
+                 WHERE e.status = 'CANCELLED' AND b.status IN ('HELD', 'PENDING', 'CONFIRMED')
+                   -- a booking already let in at the door stays (and cannot be cancelled, V6)
+                   AND NOT EXISTS (SELECT 1 FROM check_in c WHERE c.booking_id = b.id)
+                 ORDER BY b.created_at
+                 LIMIT batch
+                   FOR UPDATE OF b SKIP LOCKED LOOP
+        PERFORM withdraw_booking(live, topic, event_source, 'EVENT_CANCELLED');
+        done := done + 1;
+    END LOOP;
+    RETURN done;
 END;
 $$;
 

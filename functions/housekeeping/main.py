@@ -31,6 +31,7 @@ def prune(ctx: RequestContext, path: str = "") -> Response:
     report = housekeeping.prune(c.housekeeping_store, TABLES, c.housekeeping_policy)
     body = {
         "holdsExpired": checkout.expired,
+        "bookingsOfCancelledEventsCancelled": checkout.cancelled,
         "refundsSent": checkout.refunds_sent,
         "refundsFailed": checkout.refunds_failed,
         "pruned": report.pruned,

@@ -658,3 +658,61 @@ def test_refunds_of_a_payment_never_add_up_to_more_than_it(checkout: Checkout, d
         (booking.id,),
     )
     checkout.cancel(booking)
+
+
+def test_an_admin_cancels_a_buyers_paid_booking_and_it_is_refunded_once(
+    checkout: Checkout, db: Conn
+) -> None:
+    event, cats = add_event(db, STANDARD)
+    booking = checkout.book(event, cats["Seated"], 2)
+    intent, _ = checkout.pay(booking)
+    admin = Principal("sub-checkout-admin", frozenset({"admin"}))
+
+    with pytest.raises(errors.NotFound):
+        checkout.cancel(booking, who=BOB)  # another buyer cannot
+    first, again = checkout.cancel(booking, who=admin), checkout.cancel(booking, who=admin)
+
+    assert (first.changed, again.changed) == (True, False)
+    assert refunds(db, booking) == [("BOOKING_CANCELLED", Decimal("80.00"), "SUCCEEDED")]
+    assert checkout.provider_refunds(intent.id, 1) == [Money(Decimal("80.00"), "GBP")]
+    assert sold(db, cats["Seated"]) == 0
+
+
+def test_cancelling_an_event_cancels_its_bookings_and_refunds_the_paid_ones_once(
+    checkout: Checkout, db: Conn
+) -> None:
+    event, cats = add_event(db, [("Free", "0.00", 5, 1), *STANDARD])
+    paid = checkout.book(event, cats["VIP"], 2)
+    intent, _ = checkout.pay(paid)
+    held = checkout.book(event, cats["Standing"], 1, who=BOB)
+    free = checkout.book(event, cats["Free"], 1, who=BOB)
+    db.execute("UPDATE event SET status = 'CANCELLED' WHERE id = %s", (event,))
+
+    with ThreadPoolExecutor(3) as pool:  # passes at once take different bookings
+        reports = list(
+            pool.map(
+                lambda _: payments.housekeeping_pass(
+                    checkout.payments, checkout.refunds, checkout.provider, PAY_POLICY
+                ),
+                range(3),
+            )
+        )
+
+    assert sum(r.cancelled for r in reports) >= 3  # these three, and any other test's leftovers
+    assert {status(db, b) for b in (paid, held, free)} == {BookingStatus.CANCELLED}
+    assert refunds(db, paid) == [("EVENT_CANCELLED", Decimal("180.00"), "SUCCEEDED")]
+    assert refunds(db, held) == refunds(db, free) == []
+    assert checkout.provider_refunds(intent.id, 1) == [Money(Decimal("180.00"), "GBP")]
+    assert all(sold(db, c) == 0 for c in cats.values())
+    # a held booking published nothing, so it takes nothing back; the others do, once each
+    cancelled_events = db.execute(
+        """SELECT record_key, count(*) FROM outbox
+            WHERE event_type = 'dev.boxoffice.booking.cancelled.v1' AND record_key = ANY(%s)
+            GROUP BY record_key""",
+        ([str(b.id) for b in (paid, held, free)],),
+    ).fetchall()
+    assert sorted(cancelled_events) == sorted([(str(paid.id), 1), (str(free.id), 1)])
+    again = payments.housekeeping_pass(
+        checkout.payments, checkout.refunds, checkout.provider, PAY_POLICY
+    )
+    assert again.cancelled == 0

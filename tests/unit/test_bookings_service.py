@@ -70,7 +70,7 @@ class FakeStore:
         return Booked(booking, replayed=False)
 
     def cancel(
-        self, subject: str, booking_id: uuid.UUID, topic: str, source: str
+        self, subject: str, booking_id: uuid.UUID, topic: str, source: str, *, admin: bool = False
     ) -> tuple[Booking, bool]:
         if self.refusal is not None:
             raise self.refusal

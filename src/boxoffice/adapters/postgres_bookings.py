@@ -70,7 +70,7 @@ SELECT r.replayed, {_of("r.booking")}, r.stored_status, r.stored_headers, r.stor
 
 _CANCEL = f"""
 SELECT r.changed, {_of("r.booking")}
-  FROM cancel_booking(%(subject)s, %(booking)s, %(topic)s, %(source)s) r
+  FROM cancel_booking(%(subject)s, %(booking)s, %(topic)s, %(source)s, %(admin)s) r
 """  # noqa: S608 - constant column list
 
 # A booking, its order and the order's tickets (as JSON [[id, seq, code, status], ...]).
@@ -216,9 +216,15 @@ class PostgresBookingStore:
         return Booked(booking, replayed=bool(row[0]), stored=stored)
 
     def cancel(
-        self, subject: str, booking_id: uuid.UUID, topic: str, source: str
+        self, subject: str, booking_id: uuid.UUID, topic: str, source: str, *, admin: bool = False
     ) -> tuple[Booking, bool]:
-        params = {"subject": subject, "booking": booking_id, "topic": topic, "source": source}
+        params = {
+            "subject": subject,
+            "booking": booking_id,
+            "topic": topic,
+            "source": source,
+            "admin": admin,
+        }
         with self._db.connection() as conn:
             try:
                 row = conn.execute(_CANCEL, params).fetchone()

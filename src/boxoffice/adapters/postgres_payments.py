@@ -126,6 +126,13 @@ class PostgresPayments:
             row = conn.execute("SELECT expire_holds(%s)", (batch,)).fetchone()
         return int(row[0]) if row else 0
 
+    def cancel_bookings_of_cancelled_events(self, batch: int, topic: str, source: str) -> int:
+        with self._db.connection() as conn:
+            row = conn.execute(
+                "SELECT cancel_bookings_of_cancelled_events(%s, %s, %s)", (batch, topic, source)
+            ).fetchone()
+        return int(row[0]) if row else 0
+
 
 class PostgresRefunds:
     """The refunds waiting to be sent, in the caller's transaction (`RefundUnitOfWorks`)."""

@@ -151,12 +151,14 @@ def cancel_booking(
     booking_id: uuid.UUID,
     refund: Callable[[uuid.UUID], None] | None = None,
 ) -> Cancelled:
-    """Cancel the caller's booking: its seats go back to the shards they came from, its tickets
-    stop counting against the customer's limit, a booking.cancelled event is written (not for a
-    hold: it was never published) and a paid booking's payment is refunded (`refund` sends it
-    now; the housekeeping schedule sends what it could not). Exactly once: cancelling again
-    returns the cancelled booking and changes nothing."""
-    booking, changed = store.cancel(principal.subject, booking_id, policy.topic, policy.source)
+    """Cancel the caller's booking (an admin: anyone's): its seats go back to the shards they
+    came from, its tickets stop counting against the customer's limit, a booking.cancelled event
+    is written (not for a hold: it was never published) and a paid booking's payment is
+    refunded (`refund` sends it now; the housekeeping schedule sends what it could not). Exactly
+    once: cancelling again returns the cancelled booking and changes nothing."""
+    booking, changed = store.cancel(
+        principal.subject, booking_id, policy.topic, policy.source, admin=principal.is_admin
+    )
     if changed:
         _kick(notifier)
     if refund is not None and booking.cancelled:

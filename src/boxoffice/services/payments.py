@@ -129,6 +129,7 @@ class CheckoutReport:
     expired: int
     refunds_sent: int
     refunds_failed: int
+    cancelled: int = 0  # bookings of cancelled events withdrawn (and refunded)
 
 
 def housekeeping_pass(
@@ -138,8 +139,17 @@ def housekeeping_pass(
     policy: PaymentPolicy,
     max_refunds: int = 100,
 ) -> CheckoutReport:
-    """The schedule's part of checkout: release lapsed holds (each once), then send the refunds
-    that are due (none without a provider configured: they wait)."""
+    """The schedule's part of checkout: release lapsed holds (each once), cancel the bookings of
+    cancelled events (their payments refunded: EVENT_CANCELLED), then send the refunds that are
+    due (none without a provider configured: they wait)."""
+    cancelled = 0
+    for _ in range(policy.max_expiry_batches):
+        withdrawn = store.cancel_bookings_of_cancelled_events(
+            policy.expiry_batch, policy.topic, policy.source
+        )
+        cancelled += withdrawn
+        if withdrawn < policy.expiry_batch:
+            break
     expired = 0
     for _ in range(policy.max_expiry_batches):
         released = store.expire_holds(policy.expiry_batch)
@@ -161,4 +171,4 @@ def housekeeping_pass(
                 break  # the provider looks down: the rest wait for the next pass
     with refunds() as tx:
         metrics.REFUNDS_PENDING.set(tx.refunds.pending_count())
-    return CheckoutReport(expired, sent, failed)
+    return CheckoutReport(expired, sent, failed, cancelled)

@@ -216,7 +216,7 @@ class BookingStore(Protocol):
     def book(self, command: BookTickets) -> Booked: ...
 
     def cancel(
-        self, subject: str, booking_id: uuid.UUID, topic: str, source: str
+        self, subject: str, booking_id: uuid.UUID, topic: str, source: str, *, admin: bool = False
     ) -> tuple[Booking, bool]:
         """Cancel the caller's booking: (the booking, True) when this call cancelled it,
         (the booking, False) when it already was. NotFound for anyone else's."""
@@ -391,6 +391,10 @@ class PaymentStore(Protocol):
 
     def expire_holds(self, batch: int) -> int:
         """Release up to `batch` lapsed holds (each once); how many."""
+        ...
+
+    def cancel_bookings_of_cancelled_events(self, batch: int, topic: str, source: str) -> int:
+        """Cancel up to `batch` live bookings of cancelled events, their payments refunded."""
         ...
 
 
