@@ -48,16 +48,16 @@ _REFUSALS: dict[str, type[errors.BoxofficeError]] = {
     )
 }
 
-_BOOKING_COLUMNS = (
+BOOKING_COLUMNS = (
     "id, customer_id, event_id, quantity, unit_price, currency, status, created_at, cancelled_at,"
     " category_id, hold_expires_at, expired_at"
 )
-_NCOLS = len(_BOOKING_COLUMNS.split(","))
+_NCOLS = len(BOOKING_COLUMNS.split(","))
 
 
 def _of(composite: str) -> str:
     """The booking columns of a composite `booking` value, e.g. `(r.booking).id, ...`."""
-    return ", ".join(f"({composite}).{c.strip()}" for c in _BOOKING_COLUMNS.split(","))
+    return ", ".join(f"({composite}).{c.strip()}" for c in BOOKING_COLUMNS.split(","))
 
 
 _BOOK = f"""
@@ -109,7 +109,8 @@ _LIST = (
 )
 
 
-def _booking(row: tuple[Any, ...]) -> Booking:
+def booking_from_row(row: tuple[Any, ...]) -> Booking:
+    """A booking from its columns in `BOOKING_COLUMNS` order."""
     return Booking(
         id=row[0],
         customer_id=row[1],
@@ -126,7 +127,7 @@ def _booking(row: tuple[Any, ...]) -> Booking:
 
 
 def _view(row: tuple[Any, ...]) -> BookingView:
-    booking = _booking(row)
+    booking = booking_from_row(row)
     o = _NCOLS  # the order's columns, then the tickets, then the payment's
     paid = None
     if row[o + 7] is not None:
@@ -208,7 +209,7 @@ class PostgresBookingStore:
             except psycopg.errors.LockNotAvailable as exc:
                 raise key_in_use(exc) from None
         assert row is not None  # book_tickets returns one row or raises
-        booking = _booking(row[1 : 1 + _NCOLS]) if row[1] is not None else None
+        booking = booking_from_row(row[1 : 1 + _NCOLS]) if row[1] is not None else None
         stored = None
         if booking is None:  # a key completed before V3: its stored response
             rest = row[1 + _NCOLS :]
@@ -231,7 +232,7 @@ class PostgresBookingStore:
             except psycopg.errors.RaiseException as exc:
                 raise refusal(exc) from None
         assert row is not None  # cancel_booking returns one row or raises
-        return _booking(row[1:]), bool(row[0])
+        return booking_from_row(row[1:]), bool(row[0])
 
     def find(self, booking_id: uuid.UUID, subject: str | None) -> BookingView | None:
         with self._db.connection() as conn:

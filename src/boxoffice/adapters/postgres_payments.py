@@ -14,25 +14,22 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import psycopg.errors
 
 from boxoffice import errors
 from boxoffice.adapters.postgres import Conn, Database
-from boxoffice.adapters.postgres_bookings import refusal
+from boxoffice.adapters.postgres_bookings import BOOKING_COLUMNS, booking_from_row, refusal
 from boxoffice.domain.bookings import Booking, BookingStatus
 from boxoffice.domain.money import Money
 from boxoffice.domain.payments import PaymentIntent, ProviderEvent, Refund, WebhookOutcome
 from boxoffice.services.ports import AppliedEvent, PendingRefund
 
-_PAYABLE = """
-SELECT b.id, b.customer_id, b.event_id, b.quantity, b.unit_price, b.currency, b.status,
-       b.created_at, b.cancelled_at, b.category_id, b.hold_expires_at, b.expired_at,
-       payable(b)
+_PAYABLE = f"""
+SELECT {", ".join(f"b.{c.strip()}" for c in BOOKING_COLUMNS.split(","))}, payable(b)
   FROM booking b JOIN customer c ON c.id = b.customer_id AND c.subject = %(subject)s
  WHERE b.id = %(booking)s
-"""
+"""  # noqa: S608 - constant column list
 
 _APPLY = """
 SELECT r.outcome, r.refund_id
@@ -40,22 +37,6 @@ SELECT r.outcome, r.refund_id
                            %(amount)s, %(currency)s, %(refund)s, %(refund_status)s, %(topic)s,
                            %(source)s) r
 """
-
-
-def _booking(row: tuple[Any, ...]) -> Booking:
-    return Booking(
-        id=row[0],
-        customer_id=row[1],
-        event_id=row[2],
-        quantity=row[3],
-        unit_price=Money(row[4], row[5].strip()),
-        status=BookingStatus(row[6]),
-        created_at=row[7],
-        cancelled_at=row[8],
-        category_id=row[9],
-        hold_expires_at=row[10],
-        expired_at=row[11],
-    )
 
 
 class PostgresPayments:
@@ -67,7 +48,7 @@ class PostgresPayments:
             row = conn.execute(_PAYABLE, {"subject": subject, "booking": booking_id}).fetchone()
         if row is None:
             raise errors.NotFound(f"booking {booking_id} does not exist")
-        booking = _booking(row)
+        booking = booking_from_row(row)
         if not row[12]:
             why = {
                 BookingStatus.HELD: "its hold has lapsed",
