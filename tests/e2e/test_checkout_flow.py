@@ -10,33 +10,20 @@ releases it."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import psycopg
 import pytest
 import requests
+from support_polling import Body, wait_for
 
 from pdf_tickets import read_ticket_pdf
 
 pytestmark = pytest.mark.e2e
 
 ARENA = "7e0e0000-0000-4000-8000-000000000002"  # demo venue, 60,000 seats
-WAIT_S = 30.0
-
-Body = dict[str, Any]
-
-
-def _wait_for(read: Callable[[], Body], done: Callable[[Body], bool]) -> Body:
-    deadline = time.monotonic() + WAIT_S
-    body = read()
-    while not done(body) and time.monotonic() < deadline:
-        time.sleep(0.2)
-        body = read()
-    return body
 
 
 def _money(amount: str) -> Body:
@@ -140,7 +127,7 @@ def test_book_a_category_hold_pay_on_the_providers_page_confirmed_emailed_cancel
         f"{back}?payment={payment.json()['paymentId']}&status=succeeded"
     )
 
-    confirmed = _wait_for(
+    confirmed = wait_for(
         lambda: shop.read(held["id"]),
         lambda b: b["status"] == "CONFIRMED" and bool((b["order"] or {}).get("documentUrl")),
     )
@@ -162,7 +149,7 @@ def test_book_a_category_hold_pay_on_the_providers_page_confirmed_emailed_cancel
         found.raise_for_status()
         return dict(found.json())
 
-    found = _wait_for(messages, lambda m: len(m["messages"]) >= 1)
+    found = wait_for(messages, lambda m: len(m["messages"]) >= 1)
     (summary,) = found["messages"]
     message = requests.get(f"{inbox}/api/v1/message/{summary['ID']}", timeout=5).json()
     (attachment,) = message["Attachments"]
@@ -182,7 +169,7 @@ def test_book_a_category_hold_pay_on_the_providers_page_confirmed_emailed_cancel
     ]
     again = requests.post(f"{devpay}/devpay/events/{succeeded['id']}/redeliver", timeout=5)
     assert again.status_code == 202
-    redelivered = _wait_for(
+    redelivered = wait_for(
         lambda: next(
             e
             for e in requests.get(f"{devpay}/devpay/events", timeout=5).json()["data"]
@@ -199,7 +186,7 @@ def test_book_a_category_hold_pay_on_the_providers_page_confirmed_emailed_cancel
     cancelled = requests.delete(f"{shop.api}/bookings/{held['id']}", headers=shop.buyer, timeout=10)
     assert cancelled.status_code == 200, cancelled.text
     assert cancelled.json()["status"] == "CANCELLED"
-    refunded = _wait_for(
+    refunded = wait_for(
         lambda: shop.read(held["id"]),
         lambda b: (
             b["payment"]["refunded"] == _money("80.00")

@@ -7,14 +7,13 @@ booking can no longer be cancelled. A second purchase is cancelled and travels t
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 import requests
+from support_polling import Body, wait_for
 
 from boxoffice.domain.tickets import load_public_keys
 from pdf_tickets import read_ticket_pdf
@@ -22,19 +21,6 @@ from pdf_tickets import read_ticket_pdf
 pytestmark = pytest.mark.e2e
 
 ARENA = "7e0e0000-0000-4000-8000-000000000002"  # demo venue, 60,000 seats
-WAIT_S = 30.0
-
-
-Body = dict[str, Any]
-
-
-def _wait_for(read: Callable[[], Body], done: Callable[[Body], bool]) -> Body:
-    deadline = time.monotonic() + WAIT_S
-    body = read()
-    while not done(body) and time.monotonic() < deadline:
-        time.sleep(0.2)
-        body = read()
-    return body
 
 
 def _event(api: str, admin: dict[str, str]) -> str:
@@ -78,7 +64,7 @@ def _buy(api: str, buyer: dict[str, str], event_id: str, count: int) -> Callable
 
 
 def _confirmed(read: Callable[[], Body]) -> Body:
-    confirmed = _wait_for(
+    confirmed = wait_for(
         read, lambda b: b["status"] == "CONFIRMED" and bool((b["order"] or {}).get("documentUrl"))
     )
     assert confirmed["status"] == "CONFIRMED", confirmed
@@ -171,7 +157,7 @@ def test_cancelled_purchase_cancels_its_order_and_tickets_and_returns_the_seats(
 
     cancelled = requests.delete(f"{api}/bookings/{confirmed['id']}", headers=buyer, timeout=10)
     assert cancelled.status_code == 200, cancelled.text
-    after = _wait_for(read, lambda b: (b["order"] or {}).get("status") == "CANCELLED")
+    after = wait_for(read, lambda b: (b["order"] or {}).get("status") == "CANCELLED")
     assert after["status"] == "CANCELLED"
     assert after["order"]["status"] == "CANCELLED"
     assert {t["status"] for t in after["order"]["tickets"]} == {"CANCELLED"}
