@@ -17,9 +17,9 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 import requests
-from support_polling import Body, wait_for
 
 from pdf_tickets import read_ticket_pdf
+from polling import Body, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -13,10 +13,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
-from support_polling import Body, wait_for
 
 from boxoffice.domain.tickets import load_public_keys
 from pdf_tickets import read_ticket_pdf
+from polling import Body, wait_for
 
 pytestmark = pytest.mark.e2e
 

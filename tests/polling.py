@@ -1,5 +1,7 @@
 """Waiting for the running stack to get somewhere (order processing, emails, webhooks are
-asynchronous): read until done, for at most `WAIT_S` seconds (imported by the e2e tests)."""
+asynchronous): read until done, for at most `WAIT_S` seconds. Imported by the e2e tests; it sits
+beside pdf_tickets.py so that a test importing an e2e module from elsewhere (tests/containers
+does) finds it too."""
 
 from __future__ import annotations
 
